@@ -1,0 +1,170 @@
+"""Paths and experiment settings in one place: YAML configs from `experiments/` + environment variables.
+
+Environment variables (all optional):
+  EMOTION_DATA_DIR     corpus root holding `ravdess/` (and `tess/`); default `../shared/data` beside the repo
+  EMOTION_CACHE_DIR    converted encoders and embedding caches; default the user cache dir
+  MLFLOW_TRACKING_URI  MLflow store; default the sqlite store `mlruns/mlflow.db` in the repo
+  EMOTION_MODEL_URI    what the predictor/service loads; default `models:/emotion-cnn@champion`
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from platformdirs import user_cache_dir
+from pydantic import BaseModel, ConfigDict, Field
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+#: The checkout root when running from the repo (editable install); otherwise the working directory.
+PROJECT_ROOT = PACKAGE_DIR.parent if (PACKAGE_DIR.parent / "pyproject.toml").exists() else Path.cwd()
+EXPERIMENTS_DIR = PROJECT_ROOT / "experiments"
+REPORTS_DIR = PROJECT_ROOT / "reports"
+MLRUNS_DIR = PROJECT_ROOT / "mlruns"
+
+REGISTERED_MODEL_NAME = "emotion-cnn"
+CHAMPION_ALIAS = "champion"
+DEFAULT_MODEL_URI = f"models:/{REGISTERED_MODEL_NAME}@{CHAMPION_ALIAS}"
+
+
+def data_dir() -> Path:
+    if env := os.environ.get("EMOTION_DATA_DIR"):
+        return Path(env).expanduser().resolve()
+    return (PROJECT_ROOT.parent / "shared" / "data").resolve()
+
+
+def cache_dir() -> Path:
+    path = Path(os.environ.get("EMOTION_CACHE_DIR") or user_cache_dir("emotion-detect"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def tracking_uri() -> str:
+    if env := os.environ.get("MLFLOW_TRACKING_URI"):
+        return env
+    MLRUNS_DIR.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{MLRUNS_DIR / 'mlflow.db'}"
+
+
+def artifact_root(uri: str | None = None) -> str:
+    """Artifacts live beside a sqlite store (`<store dir>/artifacts`), so one folder holds a whole store."""
+    uri = uri or tracking_uri()
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
+    return (MLRUNS_DIR / "artifacts").resolve().as_uri()
+
+
+def model_uri() -> str:
+    return os.environ.get("EMOTION_MODEL_URI", DEFAULT_MODEL_URI)
+
+
+# ---------------------------------------------------------------------------------------------
+# Experiment configs. Sections mirror the code: data → emotion_core.data, encoder → encoders,
+# features → features, model → model.HybridEmotionCNN, train → training, evaluate → metrics.
+# ---------------------------------------------------------------------------------------------
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    corpus: Literal["ravdess", "ravdess_original", "hf"] = "ravdess"
+    #: None → `$EMOTION_DATA_DIR/ravdess`; for `ravdess_original` the folder with `Actor_XX/`;
+    #: for `hf` a `datasets` name or a directory saved with `save_to_disk`.
+    path: str | None = None
+    hf_split: str = "train"
+    #: Use only these actors (None = all); tests shrink the corpus this way.
+    actors: list[int] | None = None
+    #: Seed config: cap on clips (stratified by emotion), None = all.
+    max_samples: int | None = None
+    #: Seed config: share of the *training* actors used to fit; the rest is the inner validation set
+    #: for early stopping (test actors are never seen before the final score).
+    train_split: float = Field(0.8, gt=0.0, le=1.0)
+    #: The held-out actor fold(s) evaluated, from folds.csv (1..6).
+    test_folds: list[int] = [1]
+
+
+class EncoderConfig(_Section):
+    #: `whisper-base` (shipped weights), a hub id such as `facebook/wav2vec2-base`, or a local HF model dir.
+    name: str = "whisper-base"
+    #: Longest window the encoder sees at once; longer audio is split into windows.
+    max_seconds: float = 30.0
+
+
+class ModelConfig(_Section):
+    conv_channels: int = 48
+    kernel_size: int = 5
+    mel_channels: int = 16
+    dropout: float = 0.3
+    use_layer_weights: bool = True
+    use_frames_branch: bool = True
+    use_mel_branch: bool = True
+
+
+class TrainConfig(_Section):
+    seed: int = 0
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 1e-2
+    label_smoothing: float = 0.1
+    patience: int = 10
+    #: Training crop: random window of at most this many seconds (the cache holds whole clips).
+    crop_seconds: float = 4.0
+    num_threads: int | None = None
+
+
+class ExperimentConfig(_Section):
+    name: str = "default"
+    data: DataConfig = DataConfig()
+    encoder: EncoderConfig = EncoderConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    raw = yaml.safe_load(path.read_text()) or {}
+    if base := raw.pop("base", None):  # `base: default.yaml` → inherit, then override
+        raw = _deep_merge(_read_yaml((path.parent / base).resolve()), raw)
+    return raw
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Load `experiments/<name>.yaml` (a name or a path), apply dotted-free nested overrides, validate."""
+    if path is None:
+        path = EXPERIMENTS_DIR / "default.yaml"
+    path = Path(path)
+    if not path.exists() and (EXPERIMENTS_DIR / f"{path.name}.yaml").exists():
+        path = EXPERIMENTS_DIR / f"{path.name}.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"config {path} not found (looked in {EXPERIMENTS_DIR})")
+    raw = _deep_merge(_read_yaml(path), overrides or {})
+    raw.setdefault("name", path.stem)
+    return ExperimentConfig.model_validate(raw)
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """`train.epochs=5` → {"train": {"epochs": 5}} (value parsed as YAML)."""
+    if "=" not in text:
+        raise ValueError(f"override {text!r} must look like section.key=value")
+    dotted, value = text.split("=", 1)
+    result: dict[str, Any] = {}
+    node = result
+    keys = dotted.split(".")
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    node[keys[-1]] = yaml.safe_load(value)
+    return result
