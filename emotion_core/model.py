@@ -1,0 +1,123 @@
+"""The hybrid head trained on top of the frozen encoder.
+
+    hidden states [B, L, T, D] ─► softmax-weighted sum over L ─► LayerNorm ─► 1D CNN over frames ─► mean+std pool ─┐
+    log-mel       [B, 80, Tm]  ─► 2D CNN (3 blocks)  ─────────────────────────────────────────► mean pool ─────┤
+                                                                                                    concat ─► dropout ─► 8 logits
+Padding is masked everywhere (clips keep their own length), so a batch gives the same logits as one
+clip at a time.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from emotion_core.config import ModelConfig
+from emotion_core.features import N_MELS
+from emotion_core.labels import NUM_EMOTIONS
+
+#: Mel frames per encoder frame (Whisper: 100 Hz mel, 50 Hz encoder).
+MEL_FRAMES_PER_FRAME = 2
+
+
+def length_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """[B] lengths → [B, max_len] bool, True on real frames."""
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def masked_mean_std(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """x [B, C, T], mask [B, T] → [B, 2C] (mean ‖ std over real frames)."""
+    m = mask[:, None, :].to(x.dtype)
+    n = m.sum(-1).clamp(min=1.0)
+    mean = (x * m).sum(-1) / n
+    var = ((x - mean[..., None]) ** 2 * m).sum(-1) / n
+    return torch.cat([mean, (var + 1e-5).sqrt()], dim=-1)
+
+
+class FramesBranch(nn.Module):
+    """Layer-weighted encoder frames → 1D CNN → statistics pooling."""
+
+    def __init__(self, num_layers: int, hidden_size: int, cfg: ModelConfig):
+        super().__init__()
+        self.use_layer_weights = cfg.use_layer_weights
+        # Learned mixture of encoder layers (emotion peaks mid-encoder); off → last layer only.
+        self.layer_logits = nn.Parameter(torch.zeros(num_layers)) if cfg.use_layer_weights else None
+        self.norm = nn.LayerNorm(hidden_size)
+        c = cfg.conv_channels
+        # 1x1 bottleneck (most of the head's parameters), then a temporal convolution.
+        self.pointwise = nn.Sequential(nn.Conv1d(hidden_size, c, kernel_size=1), nn.GELU(), nn.Dropout(cfg.dropout))
+        self.temporal = nn.Sequential(nn.Conv1d(c, c, kernel_size=cfg.kernel_size, padding=cfg.kernel_size // 2), nn.GELU())
+        self.out_dim = 2 * c
+
+    def layer_weights(self) -> torch.Tensor | None:
+        return None if self.layer_logits is None else torch.softmax(self.layer_logits, dim=0)
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.layer_logits is None:
+            x = hidden[:, -1]
+        else:
+            x = torch.einsum("l,bltd->btd", self.layer_weights(), hidden)
+        m = mask[:, None, :].to(x.dtype)
+        # Zero the padding before the temporal conv so a padded clip sees exactly what it sees alone.
+        x = self.pointwise(self.norm(x).transpose(1, 2)) * m
+        return masked_mean_std(self.temporal(x), mask)
+
+
+class MelBranch(nn.Module):
+    """Log-mel [B, 80, Tm] → small 2D CNN → mean over frequency and (real) time."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        c = cfg.mel_channels
+
+        def block(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.GELU(), nn.MaxPool2d(2))
+
+        self.blocks = nn.ModuleList([block(1, c), block(c, 2 * c), block(2 * c, 2 * c)])
+        self.out_dim = 2 * c
+
+    def forward(self, mel: torch.Tensor, mel_lengths: torch.Tensor) -> torch.Tensor:
+        x, lengths = mel[:, None], mel_lengths
+        for block in self.blocks:
+            # Mask padded time steps before each block (as in FramesBranch), then halve the lengths.
+            x = block(x * length_mask(lengths, x.shape[-1])[:, None, None, :].to(x.dtype))
+            lengths = (lengths // 2).clamp(min=1)
+        x = x.mean(dim=2)  # over frequency → [B, C, T/8]
+        m = length_mask(lengths, x.shape[-1])[:, None, :].to(x.dtype)
+        return (x * m).sum(-1) / m.sum(-1).clamp(min=1.0)
+
+
+class HybridEmotionCNN(nn.Module):
+    """Frozen-encoder features + log-mel → 8 emotion logits (~50K trainable parameters)."""
+
+    def __init__(self, num_layers: int, hidden_size: int, cfg: ModelConfig | None = None):
+        super().__init__()
+        cfg = cfg or ModelConfig()
+        if not (cfg.use_frames_branch or cfg.use_mel_branch):
+            raise ValueError("at least one of use_frames_branch / use_mel_branch must be on")
+        self.cfg = cfg
+        self.num_layers, self.hidden_size = num_layers, hidden_size
+        self.frames = FramesBranch(num_layers, hidden_size, cfg) if cfg.use_frames_branch else None
+        self.mel = MelBranch(cfg) if cfg.use_mel_branch else None
+        fused = (self.frames.out_dim if self.frames else 0) + (self.mel.out_dim if self.mel else 0)
+        self.classifier = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(fused, NUM_EMOTIONS))
+
+    def forward(
+        self, hidden: torch.Tensor, lengths: torch.Tensor, mel: torch.Tensor, mel_lengths: torch.Tensor
+    ) -> torch.Tensor:
+        """hidden [B, L, T, D], lengths [B] (encoder frames), mel [B, 80, Tm], mel_lengths [B] → logits [B, 8]."""
+        parts = []
+        if self.frames is not None:
+            parts.append(self.frames(hidden, length_mask(lengths, hidden.shape[2])))
+        if self.mel is not None:
+            parts.append(self.mel(mel, mel_lengths))
+        return self.classifier(torch.cat(parts, dim=-1))
+
+
+def count_trainable_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+if __name__ == "__main__":  # `python -m emotion_core.model` prints the parameter budget
+    model = HybridEmotionCNN(num_layers=7, hidden_size=512)
+    print(f"HybridEmotionCNN trainable parameters: {count_trainable_parameters(model):,} (mel bins: {N_MELS})")
