@@ -1,0 +1,86 @@
+"""On-disk cache of the frozen encoder's outputs, so training and tuning never re-run the encoder.
+
+One uncompressed `.npz` per clip (hidden states [L, T, D] and log-mel [80, Tm], float16) under
+`<cache>/embeddings/<encoder>-<fingerprint>/`. Per-clip files make the cache incremental and
+resumable (an interrupted run keeps what it finished; files are written atomically), and shared
+between configs: the smoke test's clips are a subset of the full run's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from emotion_core.audio import load_audio
+from emotion_core.config import cache_dir
+from emotion_core.encoders import SpeechEncoder
+from emotion_core.features import log_mel
+
+
+@dataclass(frozen=True)
+class ClipFeatures:
+    """What the head consumes for one clip."""
+
+    hidden: torch.Tensor  # [L, T, D]
+    mel: torch.Tensor  # [80, Tm]
+
+
+def extract_features(encoder: SpeechEncoder, audio: np.ndarray) -> ClipFeatures:
+    """The one feature path shared by the cache (training) and the predictor (serving)."""
+    mel = log_mel(audio)
+    return ClipFeatures(hidden=encoder.encode(audio, log_mel=mel), mel=mel)
+
+
+def encoder_cache_dir(encoder: SpeechEncoder) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", encoder.name).strip("_")
+    return cache_dir() / "embeddings" / f"{slug}-{encoder.fingerprint[:12]}"
+
+
+def clip_key(clip_id: str, path: str) -> str:
+    """Stable cache key: the clip id plus a hash of its file identity (absolute path and size)."""
+    p = Path(path)
+    ident = f"{p.resolve()}:{p.stat().st_size}"
+    return f"{clip_id}-{hashlib.sha1(ident.encode()).hexdigest()[:10]}"
+
+
+class EmbeddingCache:
+    def __init__(self, encoder: SpeechEncoder, root: Path | None = None):
+        self.encoder = encoder
+        self.root = root or encoder_cache_dir(encoder)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, clip_id: str, path: str) -> Path:
+        return self.root / f"{clip_key(clip_id, path)}.npz"
+
+    def build(self, manifest: pd.DataFrame, progress: bool = True) -> dict[str, int]:
+        """Encode every manifest clip not cached yet. Returns counts {"cached", "encoded"}."""
+        todo = [row for row in manifest.itertuples() if not self.path_for(row.clip_id, row.path).exists()]
+        for row in tqdm(todo, desc=f"embed ({self.encoder.name})", unit="clip", disable=not progress):
+            feats = extract_features(self.encoder, load_audio(row.path))
+            target = self.path_for(row.clip_id, row.path)
+            tmp = target.with_suffix(f".{os.getpid()}.tmp.npz")
+            np.savez(tmp, hidden=feats.hidden.numpy().astype(np.float16), mel=feats.mel.numpy().astype(np.float16))
+            os.replace(tmp, target)  # atomic: readers never see half a file
+        return {"cached": len(manifest) - len(todo), "encoded": len(todo)}
+
+    def load(self, manifest: pd.DataFrame, progress: bool = False) -> list[ClipFeatures]:
+        """Cached features for each manifest row (float16 tensors, to keep a whole corpus in RAM)."""
+        missing = [r.clip_id for r in manifest.itertuples() if not self.path_for(r.clip_id, r.path).exists()]
+        if missing:
+            raise FileNotFoundError(
+                f"{len(missing)} clips are not in the embedding cache {self.root} (e.g. {missing[0]}); "
+                "run `python -m pipelines.embed` with the same config first"
+            )
+        out = []
+        for row in tqdm(list(manifest.itertuples()), desc="load cache", unit="clip", disable=not progress):
+            with np.load(self.path_for(row.clip_id, row.path)) as z:
+                out.append(ClipFeatures(hidden=torch.from_numpy(z["hidden"]), mel=torch.from_numpy(z["mel"])))
+        return out

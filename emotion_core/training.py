@@ -1,0 +1,153 @@
+"""Fit loop for the head on cached encoder features. No CLI parsing here (see pipelines/train.py)."""
+
+from __future__ import annotations
+
+import copy
+import random
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from emotion_core import metrics
+from emotion_core.config import ModelConfig, TrainConfig
+from emotion_core.embeddings import ClipFeatures
+from emotion_core.features import MEL_FRAME_RATE
+from emotion_core.labels import NUM_EMOTIONS
+from emotion_core.model import HybridEmotionCNN
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Batch:
+    hidden: torch.Tensor  # [B, L, T, D] float32
+    lengths: torch.Tensor  # [B]
+    mel: torch.Tensor  # [B, 80, Tm]
+    mel_lengths: torch.Tensor  # [B]
+
+    def logits(self, model: HybridEmotionCNN) -> torch.Tensor:
+        return model(self.hidden, self.lengths, self.mel, self.mel_lengths)
+
+
+def _crop(clip: ClipFeatures, max_mel: int | None, rng: np.random.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random (training) window of at most `max_mel` mel frames, with the aligned encoder frames."""
+    hidden, mel = clip.hidden, clip.mel
+    if max_mel is None or mel.shape[-1] <= max_mel or rng is None:
+        return hidden, mel
+    start = int(rng.integers(0, mel.shape[-1] - max_mel + 1))
+    ratio = hidden.shape[1] / mel.shape[-1]  # encoder frames per mel frame (1/2 for Whisper)
+    h0, h1 = int(round(start * ratio)), int(round((start + max_mel) * ratio))
+    return hidden[:, h0:h1], mel[:, start : start + max_mel]
+
+
+def collate(clips: Sequence[ClipFeatures], max_mel: int | None = None, rng: np.random.Generator | None = None) -> Batch:
+    """Zero-pad clips of different lengths into one batch (the model masks the padding)."""
+    pairs = [_crop(c, max_mel, rng) for c in clips]
+    lengths = torch.tensor([h.shape[1] for h, _ in pairs])
+    mel_lengths = torch.tensor([m.shape[-1] for _, m in pairs])
+    num_layers, _, dim = pairs[0][0].shape
+    hidden = torch.zeros(len(pairs), num_layers, int(lengths.max()), dim)
+    mel = torch.zeros(len(pairs), pairs[0][1].shape[0], int(mel_lengths.max()))
+    for i, (h, m) in enumerate(pairs):
+        hidden[i, :, : h.shape[1]] = h
+        mel[i, :, : m.shape[-1]] = m
+    return Batch(hidden, lengths, mel, mel_lengths)
+
+
+@torch.inference_mode()
+def predict_logits(model: HybridEmotionCNN, clips: Sequence[ClipFeatures], batch_size: int = 64) -> np.ndarray:
+    """Logits [N, 8] for whole clips, batched by similar length to keep padding small."""
+    model.eval()
+    order = np.argsort([c.mel.shape[-1] for c in clips])
+    out = np.zeros((len(clips), NUM_EMOTIONS), dtype=np.float32)
+    for i in range(0, len(order), batch_size):
+        idx = order[i : i + batch_size]
+        out[idx] = collate([clips[j] for j in idx]).logits(model).numpy()
+    return out
+
+
+@dataclass
+class TrainResult:
+    model: HybridEmotionCNN
+    best_epoch: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def fit(
+    clips: Sequence[ClipFeatures],
+    labels: np.ndarray,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    val_clips: Sequence[ClipFeatures] = (),
+    val_labels: np.ndarray | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a fresh head. With a validation set, keep the epoch with the best validation UA and stop
+    after `patience` epochs without improvement; without one, train all epochs and keep the last."""
+    if train_cfg.num_threads:
+        torch.set_num_threads(train_cfg.num_threads)
+    set_seed(train_cfg.seed)
+    rng = np.random.default_rng(train_cfg.seed)
+    num_layers, _, hidden_size = clips[0].hidden.shape
+    model = HybridEmotionCNN(num_layers, hidden_size, model_cfg)
+    labels = np.asarray(labels)
+    # Inverse-frequency class weights: RAVDESS has half as many neutral clips, and UA weighs classes equally.
+    counts = np.bincount(labels, minlength=NUM_EMOTIONS).astype(np.float32)
+    weights = torch.tensor(counts.sum() / (NUM_EMOTIONS * np.maximum(counts, 1)), dtype=torch.float32)
+    loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=train_cfg.label_smoothing)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    steps_per_epoch = max(1, int(np.ceil(len(clips) / train_cfg.batch_size)))
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=train_cfg.lr, total_steps=train_cfg.epochs * steps_per_epoch, pct_start=0.1
+    )
+    max_mel = int(train_cfg.crop_seconds * MEL_FRAME_RATE)
+    y = torch.as_tensor(labels, dtype=torch.long)
+
+    best = (-1.0, 0, copy.deepcopy(model.state_dict()))  # (val UA, epoch, weights)
+    history: list[dict[str, float]] = []
+    bar = tqdm(range(1, train_cfg.epochs + 1), desc="train", unit="epoch", disable=not progress)
+    for epoch in bar:
+        model.train()
+        perm = rng.permutation(len(clips))
+        total, correct, loss_sum = 0, 0, 0.0
+        for i in range(0, len(perm), train_cfg.batch_size):
+            idx = perm[i : i + train_cfg.batch_size]
+            batch = collate([clips[j] for j in idx], max_mel=max_mel, rng=rng)
+            logits = batch.logits(model)
+            loss = loss_fn(logits, y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_sum += float(loss) * len(idx)
+            correct += int((logits.argmax(-1) == y[idx]).sum())
+            total += len(idx)
+        row = {"train_loss": loss_sum / total, "train_acc": correct / total, "lr": scheduler.get_last_lr()[0]}
+        if len(val_clips):
+            val_logits = predict_logits(model, val_clips)
+            row.update({f"val_{k}": v for k, v in metrics.summary(val_labels, val_logits.argmax(-1)).items()})
+            row["val_loss"] = float(nn.functional.cross_entropy(torch.from_numpy(val_logits), torch.as_tensor(val_labels)))
+            if row["val_ua"] > best[0]:
+                best = (row["val_ua"], epoch, copy.deepcopy(model.state_dict()))
+        history.append(row)
+        bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k in ("train_loss", "val_ua")})
+        if on_epoch:
+            on_epoch(epoch, row)
+        if len(val_clips) and epoch - best[1] >= train_cfg.patience:
+            break
+    if len(val_clips):
+        model.load_state_dict(best[2])
+        best_epoch = best[1]
+    else:
+        best_epoch = len(history)
+    model.eval()
+    return TrainResult(model=model, best_epoch=best_epoch, history=history)
