@@ -90,8 +90,6 @@ class DataConfig(_Section):
 class EncoderConfig(_Section):
     #: `whisper-base` (shipped weights), a hub id such as `facebook/wav2vec2-base`, or a local HF model dir.
     name: str = "whisper-base"
-    #: Longest window the encoder sees at once; longer audio is split into windows.
-    max_seconds: float = 30.0
 
 
 class ModelConfig(_Section):
@@ -142,8 +140,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return raw
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
-    """Load `experiments/<name>.yaml` (a name or a path), apply dotted-free nested overrides, validate."""
+def load_config(
+    path: str | Path | None = None, overrides: dict[str, Any] | list[str] | None = None
+) -> ExperimentConfig:
+    """Load `experiments/<name>.yaml` (a name or a path), apply overrides — nested dicts or
+    `section.key=value` strings — and validate."""
     if path is None:
         path = EXPERIMENTS_DIR / "default.yaml"
     path = Path(path)
@@ -151,6 +152,11 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         path = EXPERIMENTS_DIR / f"{path.name}.yaml"
     if not path.exists():
         raise FileNotFoundError(f"config {path} not found (looked in {EXPERIMENTS_DIR})")
+    if isinstance(overrides, list):
+        parsed: dict[str, Any] = {}
+        for text in overrides:
+            parsed = _deep_merge(parsed, parse_override(text))
+        overrides = parsed
     raw = _deep_merge(_read_yaml(path), overrides or {})
     raw.setdefault("name", path.stem)
     return ExperimentConfig.model_validate(raw)

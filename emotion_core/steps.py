@@ -1,0 +1,183 @@
+"""The pipeline steps as functions (embed → train → evaluate → register). `pipelines/*.py` are thin CLIs
+over these; tests and notebooks call them directly."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from emotion_core import metrics, tracking
+from emotion_core.config import REPORTS_DIR, ExperimentConfig
+from emotion_core.data import load_manifest, split_actors
+from emotion_core.embeddings import EmbeddingCache
+from emotion_core.encoders import load_encoder
+from emotion_core.labels import EMOTIONS
+from emotion_core.model import count_trainable_parameters
+from emotion_core.packaging import ModelMeta
+from emotion_core.training import fit, predict_logits
+
+TRAIN_EXPERIMENT = "train"
+
+
+def reports_dir(cfg: ExperimentConfig) -> Path:
+    """`reports/<config name>/` (override the root with $EMOTION_REPORTS_DIR, as the tests do)."""
+    root = Path(os.environ.get("EMOTION_REPORTS_DIR") or REPORTS_DIR)
+    path = root / cfg.name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _flat_params(cfg: ExperimentConfig) -> dict[str, Any]:
+    return {f"{section}.{k}": v for section, values in cfg.model_dump(exclude={"name"}).items() for k, v in values.items()}
+
+
+def embed(cfg: ExperimentConfig, progress: bool = True) -> dict[str, Any]:
+    """Run the frozen encoder once per clip of the config's manifest and cache the outputs."""
+    tracking.setup("embed")
+    manifest = load_manifest(cfg.data)
+    encoder = load_encoder(cfg.encoder.name)
+    cache = EmbeddingCache(encoder)
+    with mlflow.start_run(run_name=f"embed-{cfg.name}"):
+        mlflow.log_params({"config": cfg.name, "encoder": encoder.name, "clips": len(manifest)})
+        start = time.perf_counter()
+        counts = cache.build(manifest, progress=progress)
+        seconds = time.perf_counter() - start
+        mlflow.log_metrics({"encoded": counts["encoded"], "cached": counts["cached"], "seconds": seconds})
+    return {**counts, "seconds": seconds, "cache_dir": str(cache.root)}
+
+
+@dataclass
+class Splits:
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+
+
+def make_splits(cfg: ExperimentConfig) -> Splits:
+    manifest = load_manifest(cfg.data)
+    train, val, test = split_actors(manifest, cfg.data.test_folds, cfg.data.train_split, cfg.train.seed)
+    return Splits(train, val, test)
+
+
+def train(cfg: ExperimentConfig, progress: bool = True) -> dict[str, Any]:
+    """Train the head on the training actors (early stopping on the validation actors), log params,
+    per-epoch metrics and the model to MLflow. The test actors are not touched here."""
+    tracking.setup(TRAIN_EXPERIMENT)
+    splits = make_splits(cfg)
+    encoder = load_encoder(cfg.encoder.name)
+    cache = EmbeddingCache(encoder)
+    train_clips = cache.load(splits.train, progress=progress)
+    val_clips = cache.load(splits.val, progress=progress) if len(splits.val) else []
+    with mlflow.start_run(run_name=f"train-{cfg.name}") as run:
+        mlflow.set_tags({"config": cfg.name, "encoder": encoder.name})
+        mlflow.log_params(_flat_params(cfg))
+        mlflow.log_params({
+            "n_train": len(splits.train), "n_val": len(splits.val), "n_test": len(splits.test),
+            "train_actors": _actors(splits.train), "val_actors": _actors(splits.val), "test_actors": _actors(splits.test),
+        })
+        result = fit(
+            train_clips, splits.train["label"].to_numpy(), cfg.model, cfg.train,
+            val_clips=val_clips, val_labels=splits.val["label"].to_numpy() if len(splits.val) else None,
+            on_epoch=lambda epoch, row: mlflow.log_metrics(row, step=epoch), progress=progress,
+        )
+        n_params = count_trainable_parameters(result.model)
+        mlflow.log_metrics({"trainable_params": n_params, "best_epoch": result.best_epoch})
+        meta = ModelMeta(encoder=encoder.name, encoder_fingerprint=encoder.fingerprint,
+                         num_layers=encoder.num_layers, hidden_size=encoder.hidden_size, head=cfg.model.model_dump())
+        if result.model.frames is not None and (weights := result.model.frames.layer_weights()) is not None:
+            mlflow.log_dict({f"layer_{i}": float(w) for i, w in enumerate(weights)}, "layer_weights.json")
+        model_uri = tracking.log_model(result.model, meta)
+    return {"run_id": run.info.run_id, "model_uri": model_uri, "best_epoch": result.best_epoch,
+            "trainable_params": n_params, "history": result.history}
+
+
+def _actors(df: pd.DataFrame) -> str:
+    return ",".join(str(a) for a in sorted(df["actor"].unique())) if len(df) else ""
+
+
+def latest_train_run(cfg: ExperimentConfig) -> str:
+    tracking.setup(TRAIN_EXPERIMENT)
+    runs = mlflow.search_runs(filter_string=f"tags.config = '{cfg.name}' and attributes.status = 'FINISHED'",
+                              order_by=["attributes.start_time DESC"], max_results=1, output_format="list")
+    if not runs:
+        raise LookupError(f"no finished train run for config {cfg.name!r}: run `python -m pipelines.train` first")
+    return runs[0].info.run_id
+
+
+def evaluate(cfg: ExperimentConfig, run_id: str | None = None) -> dict[str, Any]:
+    """Score a trained run's model on the held-out test actors; log metrics + figures to that run and
+    write `reports/<config>/evaluation.{json,md}`."""
+    from emotion_core.packaging import load_model_dir
+
+    run_id = run_id or latest_train_run(cfg)
+    tracking.setup(TRAIN_EXPERIMENT)
+    splits = make_splits(cfg)
+    if not len(splits.test):
+        raise ValueError(f"config {cfg.name!r} has no test actors (data.test_folds={cfg.data.test_folds})")
+    model_uri = mlflow.get_run(run_id).data.tags[tracking.MODEL_URI_TAG]
+    model, meta = load_model_dir(Path(mlflow.artifacts.download_artifacts(model_uri)))
+    cache = EmbeddingCache(load_encoder(meta.encoder))
+    y_true = splits.test["label"].to_numpy()
+    y_pred = predict_logits(model, cache.load(splits.test)).argmax(-1)
+
+    summary = metrics.summary(y_true, y_pred)
+    report = metrics.per_class_report(y_true, y_pred)
+    matrix = metrics.confusion(y_true, y_pred)
+    out = reports_dir(cfg)
+    test_actors = sorted(int(a) for a in splits.test["actor"].unique())
+    title = f"{cfg.name}: held-out actors {', '.join(map(str, test_actors))}"
+    png = metrics.plot_confusion(matrix, out / "confusion_matrix.png", title)
+    result = {
+        "config": cfg.name, "run_id": run_id, "model_uri": model_uri, "encoder": meta.encoder,
+        "test_folds": cfg.data.test_folds, "test_actors": test_actors, "n_test": int(len(y_true)),
+        **{k: round(v, 4) for k, v in summary.items()},
+        "per_class": {e: {k: round(report[e][k], 4) for k in ("precision", "recall", "f1-score", "support")} for e in EMOTIONS},
+        "confusion_matrix": matrix.tolist(),
+    }
+    (out / "evaluation.json").write_text(json.dumps(result, indent=2))
+    (out / "evaluation.md").write_text(evaluation_markdown(result))
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics({f"test_{k}": v for k, v in summary.items()})
+        mlflow.log_metrics({f"test_f1_{e}": report[e]["f1-score"] for e in EMOTIONS})
+        mlflow.log_artifact(str(png), "evaluation")
+        mlflow.log_artifact(str(out / "evaluation.json"), "evaluation")
+        mlflow.log_artifact(str(out / "evaluation.md"), "evaluation")
+    return result
+
+
+def evaluation_markdown(result: dict[str, Any]) -> str:
+    rows = "\n".join(
+        f"| {e} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1-score']:.3f} | {int(v['support'])} |"
+        for e, v in result["per_class"].items()
+    )
+    return f"""# Evaluation — config `{result['config']}`
+
+Held-out **actors** {', '.join(map(str, result['test_actors']))} (fold {', '.join(map(str, result['test_folds']))} of the
+EmoBox RAVDESS folds; never seen in training or early stopping), {result['n_test']} clips, encoder `{result['encoder']}`.
+MLflow run `{result['run_id']}`.
+
+| metric | value |
+|---|---|
+| unweighted accuracy (UA, balanced) | {result['ua']:.1%} |
+| weighted accuracy (WA) | {result['wa']:.1%} |
+| macro-F1 | {result['macro_f1']:.3f} |
+
+| emotion | precision | recall | F1 | clips |
+|---|---|---|---|---|
+{rows}
+
+![confusion matrix](confusion_matrix.png)
+"""
+
+
+def register(metric: str = "test_ua") -> dict[str, Any]:
+    """The best evaluated train run's model → `emotion-cnn@champion`."""
+    return tracking.register_best(TRAIN_EXPERIMENT, metric=metric)

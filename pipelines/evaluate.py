@@ -1,0 +1,10 @@
+"""Score a train run's model on the held-out actors; log metrics/figures and write reports/<config>/."""
+
+from emotion_core import steps
+from pipelines._cli import config_from, parser, show
+
+if __name__ == "__main__":
+    p = parser(__doc__)
+    p.add_argument("--run-id", help="train run to evaluate (default: the latest finished one of this config)")
+    args = p.parse_args()
+    show(steps.evaluate(config_from(args), run_id=args.run_id))
