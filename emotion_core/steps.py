@@ -178,6 +178,19 @@ MLflow run `{result['run_id']}`.
 """
 
 
+def update_readme(result: dict[str, Any]) -> bool:
+    """Quote the evaluation report's headline numbers in the README (generated, never typed)."""
+    from emotion_core.reporting import update_generated_section
+
+    text = (
+        f"Held-out actors {', '.join(map(str, result['test_actors']))} ({result['n_test']} clips, config "
+        f"`{result['config']}`, encoder `{result['encoder']}`): **UA {result['ua']:.1%}**, WA {result['wa']:.1%}, "
+        f"macro-F1 {result['macro_f1']:.3f} — from [`reports/{result['config']}/evaluation.md`]"
+        f"(reports/{result['config']}/evaluation.md), written by `make evaluate`."
+    )
+    return update_generated_section("evaluation", text)
+
+
 def register(metric: str = "test_ua") -> dict[str, Any]:
     """The best evaluated train run's model → `emotion-cnn@champion`."""
     return tracking.register_best(TRAIN_EXPERIMENT, metric=metric)

