@@ -1,0 +1,266 @@
+"""Hugging Face `datasets` → manifest: decode each clip once to a 16 kHz mono FLAC under a cache folder.
+
+The rest of the pipeline reads audio from paths, so a `datasets` dataset is materialised as files.
+Audio decoding never goes through `datasets` itself (its `Audio` feature needs `torchcodec`, which
+this project does not install): an `Audio` column is cast to `decode=False` and its bytes/paths are
+decoded with soundfile (PyAV as a fallback for formats libsndfile cannot read). Plain columns holding
+`{"array": [...], "sampling_rate": sr}` dicts, raw bytes or file paths work too.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+from pathlib import Path
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+import soxr
+
+from emotion_core.data.manifest import finalize_manifest, normalize_emotion, sort_manifest
+from emotion_core.labels import EMOTIONS
+
+CORPUS = "hf"
+SAMPLE_RATE = 16_000
+AUDIO_COLUMNS = ("audio", "speech", "wav", "waveform", "file", "path")
+LABEL_COLUMNS = ("label", "labels", "emotion", "emotion_label", "emotions", "emo", "class", "category")
+SPEAKER_COLUMNS = ("actor", "actor_id", "speaker", "speaker_id", "spk", "spk_id", "client_id")
+
+
+# ------------------------------------------------------------------------------------- loading
+
+
+def _load(name_or_dir: str | Path, split: str):
+    import datasets
+
+    path = Path(name_or_dir).expanduser()
+    if path.is_dir():
+        ds = datasets.load_from_disk(str(path))
+        where = str(path.resolve())
+    else:
+        where = str(name_or_dir)
+        try:
+            ds = datasets.load_dataset(where, split=split)
+        except Exception as err:  # offline without a cache, unknown name, …
+            raise RuntimeError(
+                f"could not load Hugging Face dataset {where!r} (split {split!r}): {err}. This project runs "
+                "offline: pass a directory written with `save_to_disk`, or a dataset already in the HF cache."
+            ) from err
+    if isinstance(ds, datasets.DatasetDict):
+        if split not in ds:
+            raise KeyError(f"{where} has no split {split!r}; splits: {list(ds)}")
+        ds = ds[split]
+    if isinstance(ds, datasets.IterableDataset):
+        raise TypeError(f"{where}: streaming datasets are not supported; load it without streaming")
+    return ds, where
+
+
+def _pick(columns: list[str], wanted: str | None, candidates: tuple[str, ...], what: str, required: bool = True):
+    if wanted is not None:
+        if wanted not in columns:
+            raise KeyError(f"{what} column {wanted!r} not in the dataset; columns: {columns}")
+        return wanted
+    lower = {c.lower(): c for c in columns}
+    for cand in candidates:
+        if cand in lower:
+            return lower[cand]
+    if required:
+        raise KeyError(f"no {what} column found (looked for {list(candidates)}); columns: {columns}")
+    return None
+
+
+# ------------------------------------------------------------------------------------- decoding
+
+
+def _decode_bytes(data: bytes, origin: str) -> tuple[np.ndarray, int]:
+    try:
+        audio, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        return audio.mean(axis=1), int(sr)
+    except Exception as sf_err:  # e.g. mp3/m4a/opus that libsndfile cannot read → PyAV
+        try:
+            import av
+
+            chunks = []
+            with av.open(io.BytesIO(data)) as container:
+                stream = container.streams.audio[0]
+                resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+                for frame in container.decode(stream):
+                    chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+                chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+            return np.concatenate(chunks).astype(np.float32), SAMPLE_RATE
+        except Exception as av_err:
+            raise ValueError(f"cannot decode audio of {origin}: soundfile: {sf_err}; PyAV: {av_err}") from av_err
+
+
+def _to_mono(array: Any) -> np.ndarray:
+    audio = np.asarray(array, dtype=np.float32)
+    if audio.ndim == 2:  # (channels, time) or (time, channels): channels is the short axis
+        audio = audio.mean(axis=0 if audio.shape[0] <= audio.shape[1] else 1)
+    if audio.ndim != 1:
+        raise ValueError(f"audio array must be 1-D or 2-D, got shape {audio.shape}")
+    return audio
+
+
+def decode_audio(value: Any, origin: str = "clip") -> tuple[np.ndarray, int]:
+    """Mono float32 samples and sample rate from any of the shapes an audio cell takes."""
+    if isinstance(value, Mapping):
+        if value.get("array") is not None:
+            sr = value.get("sampling_rate") or value.get("sample_rate")
+            if not sr:
+                raise ValueError(f"{origin}: audio dict with an array needs a sampling_rate")
+            return _to_mono(value["array"]), int(sr)
+        if value.get("bytes") is not None:
+            return _decode_bytes(bytes(value["bytes"]), origin)
+        if value.get("path") and Path(value["path"]).is_file():
+            return _decode_bytes(Path(value["path"]).read_bytes(), value["path"])
+        raise ValueError(f"{origin}: audio cell has neither array, bytes nor a readable path: {list(value)}")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _decode_bytes(bytes(value), origin)
+    if isinstance(value, (str, Path)) and Path(value).is_file():
+        return _decode_bytes(Path(value).read_bytes(), str(value))
+    if hasattr(value, "get_all_samples"):  # a torchcodec AudioDecoder, should datasets hand one out
+        samples = value.get_all_samples()
+        return _to_mono(samples.data.numpy()), int(samples.sample_rate)
+    raise ValueError(f"{origin}: unsupported audio value of type {type(value).__name__}")
+
+
+def write_flac_16k(audio: np.ndarray, sr: int, path: Path) -> float:
+    """Resample to 16 kHz (soxr VHQ, as the shared corpora), write PCM-16 FLAC atomically; duration in s."""
+    if sr != SAMPLE_RATE:
+        audio = soxr.resample(audio, sr, SAMPLE_RATE, quality="VHQ")
+    audio = np.clip(audio, -1.0, 1.0)
+    if audio.size == 0:
+        raise ValueError(f"empty audio for {path.name}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.flac")
+    sf.write(str(tmp), audio, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
+    tmp.replace(path)
+    return len(audio) / SAMPLE_RATE
+
+
+# ------------------------------------------------------------------------------------- labels
+
+
+def _label_names(ds, column: str) -> list[str | None]:
+    from datasets import ClassLabel
+
+    feature = ds.features[column]
+    values = list(ds[column])
+    if isinstance(feature, ClassLabel):
+        return [normalize_emotion(feature.int2str(int(v))) if v is not None and int(v) >= 0 else None for v in values]
+    names: list[str | None] = []
+    for v in values:
+        if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+            if not 0 <= int(v) < len(EMOTIONS):
+                raise ValueError(f"integer label {v} in column {column!r} is not an index into EMOTIONS {EMOTIONS}")
+            names.append(EMOTIONS[int(v)])
+        else:
+            names.append(normalize_emotion(v))
+    return names
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "dataset"
+
+
+# ------------------------------------------------------------------------------------- public
+
+
+def read_hf_dataset(
+    name_or_dir: str | Path,
+    split: str = "train",
+    out_dir: str | Path | None = None,
+    *,
+    audio_column: str | None = None,
+    label_column: str | None = None,
+    speaker_column: str | None = None,
+    unknown_labels: Literal["error", "drop"] = "error",
+) -> pd.DataFrame:
+    """Manifest of a `datasets` dataset; each clip is written once to `<out_dir>/<tag>/<split>/<clip_id>.flac`.
+
+    `name_or_dir`: a directory written with `save_to_disk` (Dataset or DatasetDict) or a hub name
+    (offline: only if already cached). `out_dir` defaults to `cache_dir()/hf_audio`. Columns are
+    auto-detected unless named: audio (an `Audio` feature or `audio`/`speech`/…), label (ClassLabel,
+    emotion names mapped through `normalize_emotion` — "fear" → "fearful", "ps" → "surprised" — or ints
+    indexing EMOTIONS) and an optional speaker/actor column. An `actor` column whose values are all
+    RAVDESS actors 1..24 gets the EmoBox folds (so a RAVDESS mirror can be evaluated like the shared
+    copy); otherwise fold is <NA>. Existing FLAC files are reused (the cache key is the dataset's
+    fingerprint, split and row index).
+    """
+    from datasets import Audio
+
+    from emotion_core.config import cache_dir
+    from emotion_core.data.ravdess import read_folds
+
+    ds, where = _load(name_or_dir, split)
+    columns = list(ds.column_names)
+    audio_like = [c for c in columns if isinstance(ds.features[c], Audio)]
+    if audio_column is None and audio_like:
+        audio_col = audio_like[0]
+    else:
+        audio_col = _pick(columns, audio_column, AUDIO_COLUMNS, "audio")
+    label_col = _pick(columns, label_column, LABEL_COLUMNS, "label")
+    speaker_col = _pick(columns, speaker_column, SPEAKER_COLUMNS, "speaker", required=False)
+    if isinstance(ds.features[audio_col], Audio):
+        ds = ds.cast_column(audio_col, Audio(decode=False))  # bytes/path dicts; we decode ourselves
+
+    emotions = _label_names(ds, label_col)
+    unknown = sorted({str(v) for v, e in zip(list(ds[label_col]), emotions) if e is None})
+    if unknown and unknown_labels == "error":
+        raise ValueError(
+            f"{where}: labels {unknown} have no counterpart in EMOTIONS {list(EMOTIONS)}; "
+            "pass unknown_labels='drop' to skip those clips"
+        )
+    if unknown:
+        warnings.warn(f"{where}: dropping clips labelled {unknown} (not in EMOTIONS)", stacklevel=2)
+
+    name = Path(where).name if Path(where).is_dir() else where.replace("/", "--")
+    fingerprint = str(getattr(ds, "_fingerprint", "") or "nofp")[:8]
+    tag = f"{_slug(name)}-{fingerprint}"
+    target = Path(out_dir or cache_dir() / "hf_audio").expanduser().resolve() / tag / _slug(split)
+
+    speakers = list(ds[speaker_col]) if speaker_col else [None] * len(ds)
+    actors: list[Any] = [pd.NA] * len(ds)
+    folds: list[Any] = [pd.NA] * len(ds)
+    if speaker_col and "actor" in speaker_col.lower():
+        try:
+            as_int = [int(s) for s in speakers]
+        except (TypeError, ValueError):
+            as_int = None
+        if as_int is not None and all(1 <= a <= 24 for a in as_int):
+            actors = as_int
+            fold_of = read_folds(None)
+            folds = [fold_of[a] for a in as_int]
+
+    rows = []
+    for i, emotion in enumerate(emotions):
+        if emotion is None:
+            continue
+        clip_id = f"{tag}-{_slug(split)}-{i:06d}"
+        path = target / f"{clip_id}.flac"
+        if path.is_file():
+            duration = float(sf.info(str(path)).duration)
+        else:
+            audio, sr = decode_audio(ds[i][audio_col], origin=f"{where}[{split}][{i}]")
+            duration = write_flac_16k(audio, sr, path)
+        spk = speakers[i]
+        rows.append(
+            {
+                "path": str(path),
+                "clip_id": clip_id,
+                "speaker": f"{tag}_{spk}" if spk is not None else f"{tag}_unknown",
+                "actor": actors[i],
+                "emotion": emotion,
+                "corpus": CORPUS,
+                "duration_s": duration,
+                "fold": folds[i],
+                "source": where,
+            }
+        )
+    if not rows:
+        raise ValueError(f"{where} [{split}]: no clips with a usable label")
+    return sort_manifest(finalize_manifest(pd.DataFrame(rows)))
