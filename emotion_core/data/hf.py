@@ -3,29 +3,27 @@
 The rest of the pipeline reads audio from paths, so a `datasets` dataset is materialised as files.
 Audio decoding never goes through `datasets` itself (its `Audio` feature needs `torchcodec`, which
 this project does not install): an `Audio` column is cast to `decode=False` and its bytes/paths are
-decoded with soundfile (PyAV as a fallback for formats libsndfile cannot read). Plain columns holding
-`{"array": [...], "sampling_rate": sr}` dicts, raw bytes or file paths work too.
+decoded by `emotion_core.audio.load_audio` (soundfile, PyAV fallback, soxr to 16 kHz mono).
+Plain columns holding `{"array": [...], "sampling_rate": sr}` dicts, raw bytes or file paths work too.
 """
 
 from __future__ import annotations
 
-import io
 import re
 import warnings
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import soundfile as sf
-import soxr
 
 from emotion_core.data.manifest import finalize_manifest, normalize_emotion, sort_manifest
+from emotion_core.features import SAMPLE_RATE
 from emotion_core.labels import EMOTIONS
 
 CORPUS = "hf"
-SAMPLE_RATE = 16_000
 AUDIO_COLUMNS = ("audio", "speech", "wav", "waveform", "file", "path")
 LABEL_COLUMNS = ("label", "labels", "emotion", "emotion_label", "emotions", "emo", "class", "category")
 SPEAKER_COLUMNS = ("actor", "actor_id", "speaker", "speaker_id", "spk", "spk_id", "client_id")
@@ -76,68 +74,39 @@ def _pick(columns: list[str], wanted: str | None, candidates: tuple[str, ...], w
 # ------------------------------------------------------------------------------------- decoding
 
 
-def _decode_bytes(data: bytes, origin: str) -> tuple[np.ndarray, int]:
+def decode_audio(value: Any, origin: str = "clip") -> np.ndarray:
+    """16 kHz mono float32 samples from any of the shapes an audio cell takes (via `emotion_core.audio`)."""
+    from emotion_core.audio import load_audio
+
     try:
-        audio, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-        return audio.mean(axis=1), int(sr)
-    except Exception as sf_err:  # e.g. mp3/m4a/opus that libsndfile cannot read → PyAV
-        try:
-            import av
-
-            chunks = []
-            with av.open(io.BytesIO(data)) as container:
-                stream = container.streams.audio[0]
-                resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-                for frame in container.decode(stream):
-                    chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-                chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
-            return np.concatenate(chunks).astype(np.float32), SAMPLE_RATE
-        except Exception as av_err:
-            raise ValueError(f"cannot decode audio of {origin}: soundfile: {sf_err}; PyAV: {av_err}") from av_err
-
-
-def _to_mono(array: Any) -> np.ndarray:
-    audio = np.asarray(array, dtype=np.float32)
-    if audio.ndim == 2:  # (channels, time) or (time, channels): channels is the short axis
-        audio = audio.mean(axis=0 if audio.shape[0] <= audio.shape[1] else 1)
-    if audio.ndim != 1:
-        raise ValueError(f"audio array must be 1-D or 2-D, got shape {audio.shape}")
-    return audio
+        if isinstance(value, Mapping):
+            if value.get("array") is not None:
+                sr = value.get("sampling_rate") or value.get("sample_rate")
+                if not sr:
+                    raise ValueError("an audio dict with an array needs a sampling_rate")
+                return load_audio(np.asarray(value["array"], dtype=np.float32), int(sr))
+            if value.get("bytes") is not None:
+                return load_audio(bytes(value["bytes"]))
+            if value.get("path") and Path(value["path"]).is_file():
+                return load_audio(value["path"])
+            raise ValueError(f"audio cell has neither array, bytes nor a readable path: {list(value)}")
+        if isinstance(value, (bytes, bytearray, memoryview, str, Path)):
+            return load_audio(value)
+        if hasattr(value, "get_all_samples"):  # a torchcodec AudioDecoder, should datasets hand one out
+            samples = value.get_all_samples()
+            return load_audio(samples.data.numpy(), int(samples.sample_rate))
+        raise ValueError(f"unsupported audio value of type {type(value).__name__}")
+    except ValueError as err:  # AudioError is a ValueError
+        raise ValueError(f"{origin}: {err}") from err
 
 
-def decode_audio(value: Any, origin: str = "clip") -> tuple[np.ndarray, int]:
-    """Mono float32 samples and sample rate from any of the shapes an audio cell takes."""
-    if isinstance(value, Mapping):
-        if value.get("array") is not None:
-            sr = value.get("sampling_rate") or value.get("sample_rate")
-            if not sr:
-                raise ValueError(f"{origin}: audio dict with an array needs a sampling_rate")
-            return _to_mono(value["array"]), int(sr)
-        if value.get("bytes") is not None:
-            return _decode_bytes(bytes(value["bytes"]), origin)
-        if value.get("path") and Path(value["path"]).is_file():
-            return _decode_bytes(Path(value["path"]).read_bytes(), value["path"])
-        raise ValueError(f"{origin}: audio cell has neither array, bytes nor a readable path: {list(value)}")
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return _decode_bytes(bytes(value), origin)
-    if isinstance(value, (str, Path)) and Path(value).is_file():
-        return _decode_bytes(Path(value).read_bytes(), str(value))
-    if hasattr(value, "get_all_samples"):  # a torchcodec AudioDecoder, should datasets hand one out
-        samples = value.get_all_samples()
-        return _to_mono(samples.data.numpy()), int(samples.sample_rate)
-    raise ValueError(f"{origin}: unsupported audio value of type {type(value).__name__}")
-
-
-def write_flac_16k(audio: np.ndarray, sr: int, path: Path) -> float:
-    """Resample to 16 kHz (soxr VHQ, as the shared corpora), write PCM-16 FLAC atomically; duration in s."""
-    if sr != SAMPLE_RATE:
-        audio = soxr.resample(audio, sr, SAMPLE_RATE, quality="VHQ")
-    audio = np.clip(audio, -1.0, 1.0)
+def write_flac_16k(audio: np.ndarray, path: Path) -> float:
+    """Write 16 kHz mono samples as PCM-16 FLAC atomically; returns the duration in seconds."""
     if audio.size == 0:
         raise ValueError(f"empty audio for {path.name}")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.flac")
-    sf.write(str(tmp), audio, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
+    sf.write(str(tmp), np.clip(audio, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16", format="FLAC")
     tmp.replace(path)
     return len(audio) / SAMPLE_RATE
 
@@ -245,8 +214,8 @@ def read_hf_dataset(
         if path.is_file():
             duration = float(sf.info(str(path)).duration)
         else:
-            audio, sr = decode_audio(ds[i][audio_col], origin=f"{where}[{split}][{i}]")
-            duration = write_flac_16k(audio, sr, path)
+            audio = decode_audio(ds[i][audio_col], origin=f"{where}[{split}][{i}]")
+            duration = write_flac_16k(audio, path)
         spk = speakers[i]
         rows.append(
             {
