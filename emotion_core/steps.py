@@ -93,7 +93,7 @@ def train(cfg: ExperimentConfig, progress: bool = True) -> dict[str, Any]:
         meta = ModelMeta(encoder=encoder.name, encoder_fingerprint=encoder.fingerprint,
                          num_layers=encoder.num_layers, hidden_size=encoder.hidden_size, head=cfg.model.model_dump())
         if result.model.frames is not None and (weights := result.model.frames.layer_weights()) is not None:
-            mlflow.log_dict({f"layer_{i}": float(w) for i, w in enumerate(weights)}, "layer_weights.json")
+            mlflow.log_dict({f"layer_{i}": float(w) for i, w in enumerate(weights.detach())}, "layer_weights.json")
         model_uri = tracking.log_model(result.model, meta)
     return {"run_id": run.info.run_id, "model_uri": model_uri, "best_epoch": result.best_epoch,
             "trainable_params": n_params, "history": result.history}

@@ -42,33 +42,13 @@ def pip_requirements() -> list[str]:
     return [_pin(d) for d in dists] + [f"mlflow>={md.version('mlflow')},<3.18"]
 
 
-class EmotionPyfunc(mlflow.pyfunc.PythonModel):
-    """`mlflow.pyfunc.load_model(uri).predict(df)`: df with a `path` column (audio files) → one row of
-    calibrated probabilities per file, plus `emotion`, `confidence`, `music_mood`."""
-
-    def load_context(self, context: Any) -> None:
-        from emotion_core.predictor import Predictor
-
-        self.predictor = Predictor.from_dir(Path(context.artifacts["model_dir"]))
-
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
-        import pandas as pd
-
-        rows = []
-        for path in model_input["path"]:
-            p = self.predictor.predict(path)
-            rows.append({"emotion": p.emotion, "confidence": p.confidence, "music_mood": p.music_mood,
-                         **p.all_probabilities.model_dump()})
-        return pd.DataFrame(rows)
-
-
 def log_model(model: Any, meta: ModelMeta) -> str:
     """Log the trained head (+ config) as a pyfunc model in the active run; tag the run with its URI."""
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = save_model_dir(Path(tmp) / "emotion_model", model, meta)
         info = mlflow.pyfunc.log_model(
             name=MODEL_ARTIFACT,
-            python_model=EmotionPyfunc(),
+            python_model=str(PACKAGE_DIR / "mlflow_pyfunc.py"),  # models-from-code: no pickled objects
             artifacts={"model_dir": str(model_dir)},
             code_paths=[str(PACKAGE_DIR)],  # the model carries the code that rebuilds it
             pip_requirements=pip_requirements(),

@@ -110,7 +110,7 @@ def fit(
         optimizer, max_lr=train_cfg.lr, total_steps=train_cfg.epochs * steps_per_epoch, pct_start=0.1
     )
     max_mel = int(train_cfg.crop_seconds * MEL_FRAME_RATE)
-    y = torch.as_tensor(labels, dtype=torch.long)
+    y = torch.tensor(labels, dtype=torch.long)
 
     best = (-1.0, 0, copy.deepcopy(model.state_dict()))  # (val UA, epoch, weights)
     history: list[dict[str, float]] = []
@@ -128,7 +128,7 @@ def fit(
             loss.backward()
             optimizer.step()
             scheduler.step()
-            loss_sum += float(loss) * len(idx)
+            loss_sum += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(-1) == y[idx]).sum())
             total += len(idx)
         row = {"train_loss": loss_sum / total, "train_acc": correct / total, "lr": scheduler.get_last_lr()[0]}
