@@ -1,0 +1,60 @@
+"""Shared fixtures: real RAVDESS clips and ONE real shrunk pipeline run (experiments/smoke.yaml) into a
+temporary MLflow store, reused by the end-to-end, CLI and service tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from emotion_core.config import data_dir, load_config
+
+RAVDESS = data_dir() / "ravdess"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not (RAVDESS / "manifest.csv").exists():
+        raise pytest.UsageError(f"RAVDESS not found at {RAVDESS}: set EMOTION_DATA_DIR (see README)")
+
+
+@pytest.fixture(scope="session")
+def ravdess_manifest() -> pd.DataFrame:
+    return pd.read_csv(RAVDESS / "manifest.csv")
+
+
+@pytest.fixture(scope="session")
+def angry_clip() -> Path:
+    """A strong-intensity angry clip of actor 1 (a test actor of fold 1, unseen by the smoke model)."""
+    return RAVDESS / "Actor_01" / "03-01-05-02-01-01-01.flac"
+
+
+@pytest.fixture(scope="session")
+def smoke_cfg():
+    return load_config("smoke")
+
+
+@pytest.fixture(scope="session")
+def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A fresh sqlite MLflow store for this test session; also the store the CLI/service subprocesses use."""
+    root = tmp_path_factory.mktemp("mlruns")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    os.environ["EMOTION_REPORTS_DIR"] = str(tmp_path_factory.mktemp("reports"))
+    return uri
+
+
+@pytest.fixture(scope="session")
+def smoke_run(mlflow_store: str, smoke_cfg) -> dict:
+    """prepare → embed → train → evaluate → register on 6 actors, 3 epochs: a real champion in the temp store."""
+    from emotion_core import steps
+    from emotion_core.data import prepare
+
+    manifest, csv_path = prepare(smoke_cfg)
+    embedded = steps.embed(smoke_cfg, progress=False)
+    trained = steps.train(smoke_cfg, progress=False)
+    evaluated = steps.evaluate(smoke_cfg, run_id=trained["run_id"])
+    registered = steps.register()
+    return {"manifest": manifest, "manifest_csv": csv_path, "embed": embedded, "train": trained,
+            "evaluate": evaluated, "register": registered, "tracking_uri": mlflow_store}

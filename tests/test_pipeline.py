@@ -1,0 +1,83 @@
+"""The real shrunk end-to-end run (experiments/smoke.yaml): prepare → embed → train → evaluate → register."""
+
+import json
+import os
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from emotion_core.config import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
+from emotion_core.labels import EMOTIONS
+
+
+def test_smoke_run_registers_a_champion(smoke_run, smoke_cfg):
+    assert set(smoke_run["manifest"]["actor"].unique()) == set(smoke_cfg.data.actors)
+    assert smoke_run["embed"]["encoded"] + smoke_run["embed"]["cached"] == len(smoke_run["manifest"])
+    assert 30_000 <= smoke_run["train"]["trainable_params"] <= 100_000
+    assert len(smoke_run["train"]["history"]) == smoke_cfg.train.epochs
+
+    client = MlflowClient(smoke_run["tracking_uri"])
+    version = client.get_model_version_by_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS)
+    assert version.run_id == smoke_run["train"]["run_id"]
+    run = client.get_run(version.run_id)
+    for key in ("test_ua", "test_wa", "test_macro_f1", "train_loss", "val_ua"):
+        assert key in run.data.metrics
+    assert run.data.params["train.epochs"] == str(smoke_cfg.train.epochs)
+    # per-epoch metrics, not just the last value
+    assert len(client.get_metric_history(version.run_id, "train_loss")) == smoke_cfg.train.epochs
+    artifacts = {a.path for a in client.list_artifacts(version.run_id, "evaluation")}
+    assert {"evaluation/confusion_matrix.png", "evaluation/evaluation.json"} <= artifacts
+
+
+def test_test_actors_are_held_out(smoke_run, smoke_cfg):
+    run = MlflowClient(smoke_run["tracking_uri"]).get_run(smoke_run["train"]["run_id"])
+    train_actors = set(run.data.params["train_actors"].split(","))
+    val_actors = set(run.data.params["val_actors"].split(","))
+    test_actors = set(run.data.params["test_actors"].split(","))
+    assert test_actors == {"1", "11"}  # fold 1 ∩ smoke actors
+    assert not (train_actors & test_actors) and not (val_actors & test_actors) and not (train_actors & val_actors)
+
+
+def test_evaluation_report(smoke_run):
+    result = smoke_run["evaluate"]
+    reports = Path(os.environ["EMOTION_REPORTS_DIR"]) / "smoke"
+    saved = json.loads((reports / "evaluation.json").read_text())
+    assert saved["ua"] == result["ua"] and 0.0 <= saved["ua"] <= 1.0
+    assert list(saved["per_class"]) == list(EMOTIONS)
+    matrix = np.array(saved["confusion_matrix"])
+    assert matrix.shape == (8, 8) and matrix.sum() == saved["n_test"] == 120
+    assert (reports / "confusion_matrix.png").stat().st_size > 10_000
+    assert "unweighted accuracy" in (reports / "evaluation.md").read_text()
+
+
+def test_served_prediction_equals_evaluated(smoke_run, smoke_cfg):
+    """The predictor (serving path: decode → encoder → head) reproduces the evaluation path (cache → head)."""
+    from emotion_core.embeddings import EmbeddingCache
+    from emotion_core.packaging import load_model_dir
+    from emotion_core.predictor import Predictor
+    from emotion_core.steps import make_splits
+    from emotion_core.training import predict_logits
+
+    predictor = Predictor.from_uri()  # models:/emotion-cnn@champion in the test store
+    test = make_splits(smoke_cfg).test.iloc[::15]
+    model, meta = load_model_dir(Path(mlflow.artifacts.download_artifacts(smoke_run["train"]["model_uri"])))
+    logits = predict_logits(model, EmbeddingCache(predictor.encoder).load(test))
+    cached_probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    for row, expected in zip(test.itertuples(), cached_probs):
+        served = predictor.predict(row.path)
+        got = np.array([served.all_probabilities.model_dump()[e] for e in EMOTIONS])
+        np.testing.assert_allclose(got, expected, atol=2e-3)
+        assert served.emotion == EMOTIONS[int(expected.argmax())]
+        assert abs(sum(got) - 1) < 1e-5
+
+
+def test_pyfunc_flavour(smoke_run, angry_clip):
+    import pandas as pd
+
+    out = mlflow.pyfunc.load_model(f"models:/{REGISTERED_MODEL_NAME}@{CHAMPION_ALIAS}").predict(
+        pd.DataFrame({"path": [str(angry_clip)]}))
+    assert out.loc[0, "emotion"] in EMOTIONS
+    assert out.loc[0, list(EMOTIONS)].sum() == pytest.approx(1.0, abs=1e-5)
