@@ -191,6 +191,6 @@ def update_readme(result: dict[str, Any]) -> bool:
     return update_generated_section("evaluation", text)
 
 
-def register(metric: str = "test_ua") -> dict[str, Any]:
-    """The best evaluated train run's model → `emotion-cnn@champion`."""
-    return tracking.register_best(TRAIN_EXPERIMENT, metric=metric)
+def register(cfg: ExperimentConfig, metric: str = "test_ua") -> dict[str, Any]:
+    """The best evaluated train run of this config → `emotion-cnn@champion`."""
+    return tracking.register_best(TRAIN_EXPERIMENT, cfg.name, metric=metric)

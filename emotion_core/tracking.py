@@ -57,19 +57,23 @@ def log_model(model: Any, meta: ModelMeta) -> str:
     return info.model_uri
 
 
-def register_best(experiment: str, metric: str = "test_ua", uri: str | None = None) -> dict[str, Any]:
-    """Register the model of the run with the highest `metric` in `experiment` as emotion-cnn@champion."""
+def register_best(experiment: str, config: str, metric: str = "test_ua", uri: str | None = None) -> dict[str, Any]:
+    """Register the model of the `config` run with the highest `metric` in `experiment` as
+    emotion-cnn@champion (runs of one config share their test actors, so their metrics compare)."""
     setup(experiment, uri)
     client = MlflowClient()
     exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs(
         [exp.experiment_id],
-        filter_string=f"tags.`{MODEL_URI_TAG}` != '' and metrics.{metric} >= 0",
+        filter_string=f"tags.config = '{config}' and tags.`{MODEL_URI_TAG}` != '' and metrics.{metric} >= 0",
         order_by=[f"metrics.{metric} DESC", "attributes.start_time DESC"],
         max_results=1,
     )
     if not runs:
-        raise LookupError(f"no run in experiment {experiment!r} has a logged model and metric {metric!r}; run the train pipeline first")
+        raise LookupError(
+            f"no {config!r} run in experiment {experiment!r} has a logged model and metric {metric!r}: "
+            "run the train and evaluate pipelines first"
+        )
     best = runs[0]
     version = mlflow.register_model(best.data.tags[MODEL_URI_TAG], REGISTERED_MODEL_NAME,
                                     tags={metric: f"{best.data.metrics[metric]:.4f}", "run_id": best.info.run_id})

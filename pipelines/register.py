@@ -1,11 +1,10 @@
-"""Register the best evaluated train run's model as emotion-cnn@champion."""
-
-import argparse
+"""Register the best evaluated train run of a config as emotion-cnn@champion."""
 
 from emotion_core import steps
-from pipelines._cli import show
+from pipelines._cli import config_from, parser, show
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__)
+    p = parser(__doc__)
     p.add_argument("--metric", default="test_ua", help="run metric to rank by (default: test_ua)")
-    show(steps.register(p.parse_args().metric))
+    args = p.parse_args()
+    show(steps.register(config_from(args), args.metric))

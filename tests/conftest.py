@@ -55,6 +55,6 @@ def smoke_run(mlflow_store: str, smoke_cfg) -> dict:
     embedded = steps.embed(smoke_cfg, progress=False)
     trained = steps.train(smoke_cfg, progress=False)
     evaluated = steps.evaluate(smoke_cfg, run_id=trained["run_id"])
-    registered = steps.register()
+    registered = steps.register(smoke_cfg)
     return {"manifest": manifest, "manifest_csv": csv_path, "embed": embedded, "train": trained,
             "evaluate": evaluated, "register": registered, "tracking_uri": mlflow_store}
