@@ -30,7 +30,7 @@ train: install
 evaluate: install
 	$(RUN) pipelines.evaluate --config $(CONFIG) --update-readme
 register: install
-	$(RUN) pipelines.register
+	$(RUN) pipelines.register --config $(CONFIG)
 
 all: prepare embed train evaluate register
 	@echo "Done: emotion-cnn@champion is registered. Serve it with: make serve"
