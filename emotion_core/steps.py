@@ -16,7 +16,8 @@ import pandas as pd
 
 from emotion_core import metrics, tracking
 from emotion_core.config import REPORTS_DIR, ExperimentConfig
-from emotion_core.data import load_manifest, split_actors
+from emotion_core.data import load_manifest, split_actors, summarize
+from emotion_core.data import prepare as write_manifest
 from emotion_core.embeddings import EmbeddingCache
 from emotion_core.encoders import load_encoder
 from emotion_core.labels import EMOTIONS
@@ -37,6 +38,23 @@ def reports_dir(cfg: ExperimentConfig) -> Path:
 
 def _flat_params(cfg: ExperimentConfig) -> dict[str, Any]:
     return {f"{section}.{k}": v for section, values in cfg.model_dump(exclude={"name"}).items() for k, v in values.items()}
+
+
+def prepare(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Read the corpus into a manifest (path, actor, emotion, fold…), write it to the cache and log it."""
+    tracking.setup("prepare")
+    df, csv_path = write_manifest(cfg)
+    summary = summarize(df)
+    with mlflow.start_run(run_name=cfg.name) as run:
+        mlflow.log_params({
+            "config": cfg.name, "corpus": cfg.data.corpus, "data_path": cfg.data.path, "n_clips": len(df),
+            "n_actors": int(df["actor"].nunique()), "n_speakers": int(df["speaker"].nunique()),
+            "actors": cfg.data.actors, "max_samples": cfg.data.max_samples,
+        })
+        mlflow.log_metric("total_hours", float(df["duration_s"].sum()) / 3600.0)
+        mlflow.log_artifact(str(csv_path))
+        mlflow.log_text(summary, "summary.txt")
+    return {"manifest": str(csv_path), "clips": len(df), "run_id": run.info.run_id, "summary": summary}
 
 
 def embed(cfg: ExperimentConfig, progress: bool = True) -> dict[str, Any]:

@@ -49,9 +49,10 @@ def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> str:
 def smoke_run(mlflow_store: str, smoke_cfg) -> dict:
     """prepare → embed → train → evaluate → register on 6 actors, 3 epochs: a real champion in the temp store."""
     from emotion_core import steps
-    from emotion_core.data import prepare
+    from emotion_core.data import read_manifest_csv
 
-    manifest, csv_path = prepare(smoke_cfg)
+    prepared = steps.prepare(smoke_cfg)
+    manifest, csv_path = read_manifest_csv(prepared["manifest"]), prepared["manifest"]
     embedded = steps.embed(smoke_cfg, progress=False)
     trained = steps.train(smoke_cfg, progress=False)
     evaluated = steps.evaluate(smoke_cfg, run_id=trained["run_id"])
