@@ -41,8 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"emotion-detect: {exc}", file=sys.stderr)
         return 2
 
+    files = list(iter_audio_files(args.paths))
+    if not files:
+        print(f"emotion-detect: no audio files ({', '.join(sorted(AUDIO_SUFFIXES))}) in {' '.join(args.paths)}", file=sys.stderr)
+        return 2
     rows, failures = [], 0
-    for path in iter_audio_files(args.paths):
+    for path in files:
         try:
             pred = predictor.predict(path)
             rows.append({"path": str(path), **pred.model_dump(exclude={"status"})})
@@ -75,5 +79,16 @@ def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.4f}"
 
 
+def run() -> None:
+    """Console-script entry: exits quietly when the reader of a pipe goes away (`emotion-detect … | head`)."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        sys.stderr.close()  # nothing left to report to
+        code = 0
+    raise SystemExit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()

@@ -58,11 +58,11 @@ class Predictor:
 
             name, alias = uri.removeprefix("models:/").split("@", 1)
             try:
-                version = MlflowClient().get_model_version_by_alias(name, alias).version
+                version = str(MlflowClient().get_model_version_by_alias(name, alias).version)
             except Exception as exc:  # registry empty or alias missing: say what to run
                 raise LookupError(
                     f"no model at {uri} in the MLflow store {mlflow.get_tracking_uri()}: "
-                    "train and register one first (`make train`, see README)"
+                    "train and register one first (`make all`, or `make train evaluate register`; see README)"
                 ) from exc
         local = mlflow.artifacts.download_artifacts(uri)
         return cls.from_dir(local, source=uri, version=version)
