@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emotion_core.audio import AudioError
 from emotion_core.labels import EMOTIONS, MUSIC_MOODS
+from emotion_core.openapi import OpenAPIDocs
 from emotion_core.predictor import Predictor
 from emotion_core.schemas import (
     EmotionPrediction,
@@ -31,8 +32,13 @@ from emotion_core.schemas import (
     MusicMoodMap,
     RealtimePrediction,
 )
+from emotion_core.web import mount_demo
 
-app = FastAPI(title="Voice emotion detection", description="Emotion from speech, with a music mood for each emotion.")
+app = FastAPI(
+    title="Voice emotion detection", description="Emotion from speech, with a music mood for each emotion.",
+    generate_unique_id_function=lambda route: route.name,  # operationId = the Python name (generated clients)
+)
+mount_demo(app)  # GET /demo: the web demo (emotion_core/web/)
 
 
 def error(status_code: int, detail: str) -> JSONResponse:
@@ -130,12 +136,20 @@ class EmotionService:
 
     @bentoml.api(route="/predict-emotion/")
     def predict_emotion(self, file: Path) -> EmotionPrediction:
-        """Emotion of a whole recording (multipart field `file`: wav, flac, ogg, mp3, …)."""
+        """Emotion of a whole recording.
+
+        Multipart field `file`: wav, flac, ogg, mp3, m4a, webm, 3gp. Answers the emotion, its calibrated
+        confidence, the music mood, all 8 probabilities, and a `warning` when the confidence is low.
+        """
         return self._predict(file)
 
     @bentoml.api(route="/predict-realtime/")
     def predict_realtime(self, audio_buffer: Path) -> RealtimePrediction:
-        """Emotion of a short microphone buffer (multipart field `audio_buffer`)."""
+        """Emotion of a short microphone buffer.
+
+        Multipart field `audio_buffer`: a few seconds of audio in any format `/predict-emotion/` takes.
+        Answers the emotion, confidence, music mood and `warning` (no probabilities).
+        """
         result = self._predict(audio_buffer)
         if isinstance(result, JSONResponse):
             return result
@@ -143,6 +157,7 @@ class EmotionService:
 
     @app.get("/", response_model=HealthResponse)
     def health(self) -> HealthResponse:
+        """Health: is the service up, and which model and encoder it serves."""
         info = self.predictor.info()
         return HealthResponse(
             message=f"Emotion detection API is running (up {time.time() - self.started:.0f} s)",
@@ -153,11 +168,14 @@ class EmotionService:
 
     @app.get("/emotions/", response_model=EmotionsResponse)
     def emotions(self) -> EmotionsResponse:
+        """The 8 emotion labels, in the model's (and the app's) order."""
         return EmotionsResponse(emotions=list(EMOTIONS), count=len(EMOTIONS))
 
     @app.get("/music-moods/", response_model=MusicMoodMap)
     def music_moods(self) -> MusicMoodMap:
+        """The music mood suggested for each emotion."""
         return MusicMoodMap(**MUSIC_MOODS)
 
 
 EmotionService.add_asgi_middleware(UploadGuard)
+EmotionService.add_asgi_middleware(OpenAPIDocs)  # GET /docs.json: emotion_core.openapi.openapi_document()

@@ -1,0 +1,174 @@
+"""The OpenAPI document of the service, built without a server: what `GET /docs.json` serves and what the
+generated clients (`emotion_core.clients`) are made from.
+
+BentoML's own spec (`EmotionService.openapi_spec`) is the base: every BentoML API and every route of the
+mounted FastAPI app, found by BentoML itself. This module adds what it lacks:
+
+* each response schema is the Pydantic model's own (serialization-mode) JSON Schema under
+  `components/schemas/<Model>`, referenced by `$ref` (BentoML inlines a flattened copy that loses
+  `null` in `warning: str | None`), with the model's example as the response example;
+* each operation gets a `summary` (the first line of its docstring) and `operationId` = the Python name
+  (`predict_emotion`, `music_moods`, ...) that the generated clients turn into method names;
+* the 4xx answers of the upload APIs are `ErrorResponse` (`UploadGuard` and `_predict` send them);
+* `info` describes this API instead of BentoML's default badges (which load images from the internet).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import json
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from pydantic import BaseModel
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from emotion_core.schemas import ErrorResponse
+
+REF = "#/components/schemas/{model}"
+INFRA_TAG = "Infrastructure"
+DOCS_PATH = "/docs.json"
+METHODS = ("get", "put", "post", "delete", "patch")
+
+TITLE = "Voice emotion detection"
+DESCRIPTION = (
+    "Detects the emotion in a voice recording (neutral, calm, happy, sad, angry, fearful, disgust, surprised) "
+    "and suggests a music mood for it. Upload audio as a multipart file; predictions below the confidence "
+    "threshold carry a `warning`. Typed TypeScript client: `clients/typescript/` (generated from this document). "
+    "Web demo: [/demo](/demo)."
+)
+
+
+def _package_version() -> str:
+    try:
+        return version("emotion-core")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0.0.0"
+
+
+def split_doc(doc: str | None) -> tuple[str | None, str | None]:
+    """A docstring → (summary = its first line without the trailing dot, description = all of it)."""
+    doc = inspect.cleandoc(doc or "")
+    if not doc:
+        return None, None
+    return doc.splitlines()[0].strip().rstrip("."), doc
+
+
+def response_model(output_spec: type) -> type[BaseModel] | None:
+    """The Pydantic model a BentoML API returns (BentoML wraps it as `<Model>IODescriptor`)."""
+    for cls in output_spec.__mro__:
+        module = getattr(cls, "__module__", "")
+        if (isinstance(cls, type) and issubclass(cls, BaseModel) and cls is not BaseModel
+                and not module.startswith(("_bentoml", "bentoml", "pydantic"))):
+            return cls
+    return None
+
+
+def add_schema(components: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    """`model`'s serialization JSON Schema (and its `$defs`) into `components`; returns the `$ref` to it."""
+    schema = model.model_json_schema(ref_template=REF, mode="serialization")
+    components.update(schema.pop("$defs", {}))
+    components[model.__name__] = schema
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """Follow a local `$ref` (`#/components/schemas/X`) to the schema it names."""
+    while "$ref" in schema:
+        node: Any = spec
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            node = node[part]
+        schema = node
+    return schema
+
+
+def _operations(spec: dict[str, Any]):
+    for path, item in spec["paths"].items():
+        for method in METHODS:
+            op = item.get(method)
+            if isinstance(op, dict) and INFRA_TAG not in op.get("tags", []):
+                yield path, method, op
+
+
+def openapi_document(service: Any = None) -> dict[str, Any]:
+    """The documented OpenAPI document of `service` (default: `emotion_core.service.EmotionService`)."""
+    if service is None:
+        from emotion_core.service import EmotionService as service
+    return copy.deepcopy(_document(service))
+
+
+@functools.lru_cache(maxsize=4)
+def _document(service: Any) -> dict[str, Any]:
+    spec = json.loads(json.dumps(service.openapi_spec.asdict(), default=str))  # plain JSON types only
+    components = spec.setdefault("components", {}).setdefault("schemas", {})
+    apis = {api.route: api for api in service.apis.values()}
+    for path, method, op in _operations(spec):
+        responses = op.setdefault("responses", {})
+        if method == "post" and path in apis:  # a BentoML API: its docstring, its return model
+            api = apis[path]
+            op["operationId"] = api.name
+            summary, description = split_doc(api.doc)
+            model = response_model(api.output_spec)
+            if model is not None:
+                responses["200"] = {"description": "Successful Response",
+                                    "content": {"application/json": {"schema": add_schema(components, model)}}}
+            for code in ("400", "404"):  # BentoML's generic errors; ours are ErrorResponse
+                responses.pop(code, None)
+            responses["4XX"] = {
+                "description": "Rejected upload, `detail` says why: not multipart, wrong or extra field, empty, "
+                               "not audio, too short, …",
+                "content": {"application/json": {"schema": add_schema(components, ErrorResponse)}},
+            }
+        else:  # a route of the mounted FastAPI app: operationId = its name (service.py), docstring = description
+            summary, description = split_doc(op.get("description"))
+        if summary:
+            op["summary"] = summary
+        if description:
+            op["description"] = description
+        for response in responses.values():  # the schema's example, where Swagger UI shows it
+            for media in response.get("content", {}).values():
+                example = _resolve(spec, media.get("schema", {})).get("example")
+                if example is not None:
+                    media.setdefault("example", example)
+
+    _prune(spec)
+    spec["info"].update(title=TITLE, description=DESCRIPTION, version=_package_version())
+    spec["info"].pop("contact", None)
+    return spec
+
+
+def _refs(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        found = {node["$ref"].rsplit("/", 1)[-1]} if isinstance(node.get("$ref"), str) else set()
+        return found.union(*(_refs(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_refs(v) for v in node))
+    return set()
+
+
+def _prune(spec: dict[str, Any]) -> None:
+    """Drop component schemas no path reaches (BentoML's `*IODescriptor` copies, unused error types)."""
+    schemas = spec["components"]["schemas"]
+    reached, todo = set(), _refs(spec["paths"])
+    while todo:
+        name = todo.pop()
+        if name not in reached and name in schemas:
+            reached.add(name)
+            todo |= _refs(schemas[name])
+    for name in set(schemas) - reached:
+        del schemas[name]
+
+
+class OpenAPIDocs:
+    """ASGI middleware: answers `GET /docs.json` with `openapi_document()` instead of BentoML's raw spec."""
+
+    def __init__(self, app: ASGIApp, path: str = DOCS_PATH) -> None:
+        self.app, self.path = app, path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("path") == self.path and scope.get("method") in ("GET", "HEAD"):
+            return await JSONResponse(openapi_document())(scope, receive, send)
+        await self.app(scope, receive, send)
