@@ -23,11 +23,17 @@ from emotion_core.features import SAMPLE_RATE
 AudioSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, np.ndarray]
 
 _MAX_CHANNELS = 8
+#: Rates outside this range are not audio a phone records (and extreme ratios make soxr allocate huge arrays).
+MIN_RATE, MAX_RATE = 1_000, 768_000
 _UNSUPPORTED = "could not decode audio: not a supported format (wav, flac, ogg, mp3, m4a, webm, ...)"
 
 
 class AudioError(ValueError):
     """The input is not usable audio (empty, undecodable, non-finite, ...)."""
+
+
+class AudioTooLongError(AudioError):
+    """Longer than the caller's `max_seconds`: raised while decoding, before the rest is read."""
 
 
 class AudioFileNotFoundError(AudioError, FileNotFoundError):
@@ -39,7 +45,7 @@ class AudioFileNotFoundError(AudioError, FileNotFoundError):
         self.errno, self.strerror, self.filename = errno.ENOENT, "audio file not found", str(path)
 
 
-def load_audio(source: AudioSource, sample_rate: int | None = None) -> np.ndarray:
+def load_audio(source: AudioSource, sample_rate: int | None = None, max_seconds: float | None = None) -> np.ndarray:
     """Decode `source` to 16 kHz mono float32 samples in [-1, 1] (1-D, C-contiguous).
 
     `source` is a path, encoded bytes (bytes/bytearray/memoryview), a binary file object, or a numpy array
@@ -47,19 +53,56 @@ def load_audio(source: AudioSource, sample_rate: int | None = None) -> np.ndarra
     [channels, samples] (the channel axis is the smaller one, at most 8). Channels are averaged; integer
     PCM is scaled to [-1, 1]; audio is resampled with soxr only when its rate isn't already 16 kHz.
 
-    Raises AudioError (a ValueError) for empty, undecodable or non-finite audio, and
-    AudioFileNotFoundError (also a FileNotFoundError) for a missing path.
+    Raises AudioError (a ValueError) for empty, undecodable or non-finite audio, AudioTooLongError when
+    it lasts more than `max_seconds` (checked while decoding: a small, highly compressed file never expands
+    to more than that), and AudioFileNotFoundError (also a FileNotFoundError) for a missing path.
     """
     if isinstance(source, np.ndarray):
         if sample_rate is None:
             raise AudioError("sample_rate is required when passing a numpy array")
+        _check_rate(sample_rate)
         channels_first = _as_channels_first(source)
-        rate = sample_rate
+        _check_length(channels_first.shape[1], sample_rate, max_seconds)
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: NaN, rejected by _finish
+            mono, rate = _to_float(channels_first).mean(axis=0, dtype=np.float32), sample_rate
     else:
         if sample_rate is not None:
             raise AudioError("sample_rate is only for numpy arrays: encoded audio carries its own rate")
-        channels_first, rate = _decode(source)
-    return _finish(_to_float(channels_first).mean(axis=0, dtype=np.float32), rate)
+        mono, rate = _decode(source, max_seconds)
+    return _finish(mono, rate)
+
+
+def load_pcm16(
+    data: bytes, sample_rate: int = SAMPLE_RATE, channels: int = 1, big_endian: bool = False,
+    max_seconds: float | None = None,
+) -> np.ndarray:
+    """Raw signed 16-bit PCM (interleaved channels, no header) → 16 kHz mono float32, like `load_audio`.
+
+    The realtime convention: `Content-Type: audio/pcm; rate=16000; channels=1` is little-endian (what phones
+    record), `audio/L16; rate=...` is big-endian as RFC 2586 defines it."""
+    frames = _pcm16_frames(data, channels, big_endian)
+    mono = _to_float(frames.T).mean(axis=0, dtype=np.float32)
+    return load_audio(mono, sample_rate=sample_rate, max_seconds=max_seconds)
+
+
+def pcm16_to_wav(data: bytes, sample_rate: int = SAMPLE_RATE, channels: int = 1, big_endian: bool = False) -> bytes:
+    """Raw PCM16 → the same samples in a WAV container (lossless), so it can travel as an upload."""
+    frames = _pcm16_frames(data, channels, big_endian)
+    _check_rate(sample_rate)
+    out = io.BytesIO()
+    sf.write(out, frames, sample_rate, format="WAV", subtype="PCM_16")
+    return out.getvalue()
+
+
+def _pcm16_frames(data: bytes, channels: int, big_endian: bool) -> np.ndarray:
+    """[frames, channels] int16 (native byte order) from interleaved raw PCM16."""
+    if not isinstance(channels, int) or not 1 <= channels <= _MAX_CHANNELS:
+        raise AudioError(f"channels must be 1..{_MAX_CHANNELS}, got {channels!r}")
+    if not data:
+        raise AudioError("empty audio: no bytes")
+    if len(data) % (2 * channels):
+        raise AudioError(f"raw PCM16 must be whole frames of {2 * channels} bytes, got {len(data)} bytes")
+    return np.frombuffer(data, dtype=">i2" if big_endian else "<i2").reshape(-1, channels).astype(np.int16)
 
 
 def crop_or_pad(
@@ -89,15 +132,28 @@ def duration_seconds(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float
     return audio.shape[-1] / sample_rate
 
 
-def _decode(source: AudioSource) -> tuple[np.ndarray, int]:
-    """Encoded source → ([channels, samples] array, sample rate)."""
+def _decode(source: AudioSource, max_seconds: float | None) -> tuple[np.ndarray, int]:
+    """Encoded source → (mono samples, sample rate)."""
     data = _read_source(source)
     try:
-        samples, rate = sf.read(_reopen(data), dtype="float32", always_2d=True)
-        return samples.T, rate
+        return _decode_soundfile(_reopen(data), max_seconds)
+    except AudioTooLongError:
+        raise
     except Exception:  # noqa: BLE001 - any libsndfile failure just means "try FFmpeg"
         pass
-    return _decode_pyav(_reopen(data))
+    return _decode_pyav(_reopen(data), max_seconds)
+
+
+def _decode_soundfile(data: str | io.BytesIO, max_seconds: float | None) -> tuple[np.ndarray, int]:
+    # Block by block, mixed down to mono as it goes: memory is bounded by the mono length, not channels.
+    with sf.SoundFile(data) as f:
+        rate, chunks, total = f.samplerate, [], 0
+        _check_rate(rate)
+        for block in f.blocks(blocksize=1 << 16, dtype="float32", always_2d=True):
+            chunks.append(block.T.mean(axis=0, dtype=np.float32))
+            total += len(block)
+            _check_length(total, rate, max_seconds)
+    return (np.concatenate(chunks) if chunks else np.zeros(0, np.float32)), rate
 
 
 def _read_source(source: AudioSource) -> str | bytes:
@@ -129,18 +185,21 @@ def _reopen(data: str | bytes) -> str | io.BytesIO:
     return data if isinstance(data, str) else io.BytesIO(data)
 
 
-def _decode_pyav(data: str | io.BytesIO) -> tuple[np.ndarray, int]:
+def _decode_pyav(data: str | io.BytesIO, max_seconds: float | None) -> tuple[np.ndarray, int]:
     try:
         with av.open(data, mode="r") as container:
             if not container.streams.audio:
                 raise AudioError("could not decode audio: the file has no audio stream")
             stream = container.streams.audio[0]
-            rate, chunks = None, []
+            rate, chunks, total = None, [], 0
             for frame in container.decode(stream):
                 if rate is not None and frame.sample_rate != rate:
                     raise AudioError("could not decode audio: sample rate changes mid-stream")
                 rate = frame.sample_rate
+                _check_rate(rate)
                 chunks.append(_frame_to_mono(frame))
+                total += len(chunks[-1])
+                _check_length(total, rate, max_seconds)
     except AudioError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as exc:  # ValueError: PyAV's own format probing
@@ -154,7 +213,17 @@ def _decode_pyav(data: str | io.BytesIO) -> tuple[np.ndarray, int]:
         surplus = len(mono) - round(stream.duration * stream.time_base * rate)
         if 0 < surplus < len(chunks[-1]):
             mono = mono[:-surplus]
-    return mono[None, :], rate
+    return mono, rate
+
+
+def _check_rate(rate: int) -> None:
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioError(f"unsupported sample rate {rate} Hz (expected {MIN_RATE}..{MAX_RATE})")
+
+
+def _check_length(samples: int, rate: int, max_seconds: float | None) -> None:
+    if max_seconds is not None and samples > max_seconds * rate:
+        raise AudioTooLongError(f"audio too long: more than {max_seconds:g} s (the limit is {max_seconds:g} s)")
 
 
 def _frame_to_mono(frame: av.AudioFrame) -> np.ndarray:
@@ -194,8 +263,7 @@ def _finish(mono: np.ndarray, rate: int) -> np.ndarray:
         raise AudioError("empty audio: zero samples")
     if not np.isfinite(mono).all():
         raise AudioError("audio contains NaN or infinite samples")
-    if rate <= 0:
-        raise AudioError(f"invalid sample rate {rate}")
+    _check_rate(rate)
     if rate != SAMPLE_RATE:
         mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ")
     return np.ascontiguousarray(mono, dtype=np.float32)

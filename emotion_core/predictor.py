@@ -16,14 +16,25 @@ from emotion_core.embeddings import ClipFeatures, extract_features
 from emotion_core.encoders import load_encoder
 from emotion_core.features import SAMPLE_RATE
 from emotion_core.labels import EMOTIONS, low_confidence_warning, music_mood
+from emotion_core.limits import Limits
 from emotion_core.packaging import load_model_dir
 from emotion_core.schemas import EmotionPrediction
 from emotion_core.training import collate
+from emotion_core.vad import Segment, speech_segments
+from emotion_core.windows import WINDOW_SECONDS, plan_windows
 
 #: Shorter audio carries too little speech to judge; rejected with a clear AudioError.
 MIN_SECONDS = 0.3
 
 AudioSource = str | Path | bytes | BinaryIO | np.ndarray
+
+
+class NoSpeechError(AudioError):
+    """Decodable audio without any voice activity: there is no emotion to report."""
+
+    def __init__(self, duration: float) -> None:
+        super().__init__(f"no speech detected in {duration:.1f} s of audio")
+        self.duration = duration
 
 
 class Predictor:
@@ -36,6 +47,7 @@ class Predictor:
                 f"but {meta.encoder} here has {self.encoder.fingerprint[:12]}"
             )
         self.loaded_at = time.time()
+        self.limits = Limits.from_env()
 
     @classmethod
     def from_dir(cls, directory: str | Path, source: str | None = None, version: str | None = None) -> "Predictor":
@@ -78,22 +90,34 @@ class Predictor:
         with torch.inference_mode():
             return collate([feats]).logits(self.model)[0].numpy()
 
-    def probabilities(self, audio: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities [8] for 16 kHz mono audio. Audio longer than the encoder's window is
-        split into equal windows whose logits are averaged, weighted by length."""
+    def probabilities(self, audio: np.ndarray, segments: list[Segment] | None = None) -> np.ndarray:
+        """Calibrated probabilities [8] for 16 kHz mono audio: the logits of the windows `windows.plan_windows`
+        picks (the whole clip up to 6 s; else voiced 4 s windows every 2 s), averaged, then / temperature.
+        Raises NoSpeechError when the VAD finds no speech (`segments`: its answer, if already known)."""
         if len(audio) < MIN_SECONDS * SAMPLE_RATE:
             raise AudioError(f"audio too short: {len(audio) / SAMPLE_RATE:.2f} s < {MIN_SECONDS} s")
-        window = int(self.encoder.max_seconds * SAMPLE_RATE)
-        n_windows = int(np.ceil(len(audio) / window))
-        chunks = np.array_split(audio, n_windows)
-        logits = sum(self._window_logits(c) * len(c) for c in chunks) / len(audio)
+        segments = speech_segments(audio) if segments is None else segments
+        if not segments:
+            raise NoSpeechError(len(audio) / SAMPLE_RATE)
+        windows = plan_windows(len(audio), segments, max_windows=self.limits.max_windows)
+        logits = np.mean([self._window_logits(audio[a:b]) for a, b in windows], axis=0)
         z = logits / self.meta.temperature
         p = np.exp(z - z.max())
         return p / p.sum()
 
     def predict(self, source: AudioSource, sample_rate: int | None = None) -> EmotionPrediction:
-        audio = load_audio(source, sample_rate=sample_rate)
-        probs = self.probabilities(audio)
+        """Emotion of a whole recording. Raises AudioError (too short/long, undecodable) or NoSpeechError."""
+        audio = load_audio(source, sample_rate=sample_rate, max_seconds=self.limits.max_audio_seconds)
+        return self.prediction(self.probabilities(audio))
+
+    def predict_realtime(self, source: AudioSource, sample_rate: int | None = None) -> EmotionPrediction:
+        """Emotion of a microphone buffer (0.5–3 s is the sweet spot): one pass over its most recent 4 s
+        (what the app shows is "now"), no sliding windows, so latency stays flat whatever is sent."""
+        audio = load_audio(source, sample_rate=sample_rate, max_seconds=self.limits.max_audio_seconds)
+        return self.prediction(self.probabilities(audio[-int(WINDOW_SECONDS * SAMPLE_RATE) :]))
+
+    @staticmethod
+    def prediction(probs: np.ndarray) -> EmotionPrediction:
         best = int(np.argmax(probs))
         confidence = float(probs[best])
         emotion = EMOTIONS[best]

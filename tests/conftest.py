@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 import pytest
@@ -59,3 +60,17 @@ def smoke_run(mlflow_store: str, smoke_cfg) -> dict:
     registered = steps.register(smoke_cfg)
     return {"manifest": manifest, "manifest_csv": csv_path, "embed": embedded, "train": trained,
             "evaluate": evaluated, "register": registered, "tracking_uri": mlflow_store}
+
+
+@pytest.fixture(scope="session")
+def server(smoke_run, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of ONE real `bentoml serve` for the session, loading `emotion-cnn@champion` from the session
+    store (tests/_server.py); shared by the service test files."""
+    from tests._server import serving
+
+    assert os.environ["MLFLOW_TRACKING_URI"] == smoke_run["tracking_uri"]
+    try:
+        with serving(tmp_path_factory.mktemp("bentoml-serve")) as (base_url, _):
+            yield base_url
+    except RuntimeError as exc:  # never became ready
+        pytest.fail(str(exc))
