@@ -62,6 +62,11 @@ class EmbeddingCache:
 
     def build(self, manifest: pd.DataFrame, progress: bool = True) -> dict[str, int]:
         """Encode every manifest clip not cached yet. Returns counts {"cached", "encoded"}."""
+        if getattr(self.encoder, "runtime", "torch") != "torch" and self.root == encoder_cache_dir(self.encoder):
+            # The cache is keyed by the weights' fingerprint and every head is trained on it: it must hold the
+            # fp32 torch features only (an int8 runtime's would silently mix in). Scratch roots are fine.
+            raise ValueError(f"the embedding cache {self.root} holds fp32 torch features; build it with "
+                             f"load_encoder({self.encoder.name!r}, runtime='torch'), not {self.encoder.runtime}")
         todo = [row for row in manifest.itertuples() if not self.path_for(row.clip_id, row.path).exists()]
         for row in tqdm(todo, desc=f"embed ({self.encoder.name})", unit="clip", disable=not progress):
             feats = extract_features(self.encoder, load_audio(row.path))

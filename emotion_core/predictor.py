@@ -40,7 +40,7 @@ class NoSpeechError(AudioError):
 class Predictor:
     def __init__(self, model: torch.nn.Module, meta: Any, source: str = "", version: str | None = None):
         self.model, self.meta, self.source, self.version = model.eval(), meta, source, version
-        self.encoder = load_encoder(meta.encoder)
+        self.encoder = load_encoder(meta.encoder, num_layers=meta.num_layers)  # $EMOTION_RUNTIME: onnx (default) | torch
         if self.encoder.fingerprint != meta.encoder_fingerprint:
             raise ValueError(
                 f"model {source} was trained on encoder weights {meta.encoder_fingerprint[:12]}, "

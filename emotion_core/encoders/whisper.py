@@ -19,16 +19,21 @@ import time
 import uuid
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import WhisperConfig
-from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from emotion_core import config as project_config
 from emotion_core import features
 from emotion_core.encoders.base import SpeechEncoder
 from emotion_core.encoders.ctranslate2_reader import read_model
+
+if TYPE_CHECKING:  # transformers is imported where it is used: it costs ~150 MB of RSS, and the ONNX
+    # runtime (onnx_whisper.py) needs only `fingerprint()` from here once its export is cached.
+    from transformers import WhisperConfig
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +153,8 @@ def convert_ct2_encoder(variables: dict[str, np.ndarray], num_layers: int) -> di
 
 
 def _build_encoder(whisper_config: WhisperConfig, state: dict[str, torch.Tensor]) -> WhisperEncoder:
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
     with torch.device("meta"):  # skip random init: every parameter is replaced right away
         encoder = WhisperEncoder(whisper_config)
     encoder.load_state_dict(state, strict=True, assign=True)
@@ -158,6 +165,8 @@ def _convert_into(target: Path, fp: str) -> None:
     """Convert the shipped weights into `target`, atomically: build in a sibling tmp dir, then rename.
     A reader therefore sees either no directory or a complete one, whatever else runs or crashes."""
     global conversion_count
+    from transformers import WhisperConfig
+
     _, parts = source_files()
     started = time.perf_counter()
     model = read_model(parts)
@@ -212,13 +221,18 @@ def cached_encoder_dir(cache_root: Path | None = None) -> Path:
     return target
 
 
-def whisper_hidden_states(encoder: WhisperEncoder, mel: torch.Tensor) -> torch.Tensor:
+def whisper_hidden_states(encoder: WhisperEncoder, mel: torch.Tensor, num_states: int | None = None) -> torch.Tensor:
     """WhisperEncoder forward on the mel's own length: [batch, mels, T] → [layers + 1, batch, ceil(T/2), d].
 
     HF's forward insists on 3000 frames (30 s); this is the same computation over its submodules with the
     positional table sliced to the real frame count. The stacked states match HF's `output_hidden_states`:
     embeddings, outputs of layers 1..L-1, and the final layer's output after `layer_norm`.
+    `num_states` = k + 1 stops after transformer layer k (states 0..k, the same values as the first k + 1
+    of the full stack; the final `layer_norm` applies only when every layer runs).
     """
+    num_states = num_states or len(encoder.layers) + 1
+    if not 1 <= num_states <= len(encoder.layers) + 1:
+        raise ValueError(f"num_states must be 1..{len(encoder.layers) + 1}, got {num_states}")
     x = torch.nn.functional.gelu(encoder.conv1(mel))
     x = torch.nn.functional.gelu(encoder.conv2(x)).permute(0, 2, 1)
     frames = x.shape[1]
@@ -226,15 +240,17 @@ def whisper_hidden_states(encoder: WhisperEncoder, mel: torch.Tensor) -> torch.T
         raise ValueError(f"{frames} encoder frames exceed Whisper's {encoder.embed_positions.num_embeddings}")
     x = x + encoder.embed_positions.weight[:frames]
     states = [x]
-    for layer in encoder.layers:
+    for layer in encoder.layers[: num_states - 1]:
         x = layer(x, None)  # (hidden_states, attention_mask): Whisper uses no mask
         states.append(x)
-    states[-1] = encoder.layer_norm(x)
+    if num_states == len(encoder.layers) + 1:
+        states[-1] = encoder.layer_norm(x)
     return torch.stack(states)
 
 
 class WhisperBaseEncoder(SpeechEncoder):
-    """Frozen Whisper-base encoder (fp32, CPU) returning all 7 hidden states [7, frames, 512]."""
+    """Frozen Whisper-base encoder (fp32, CPU) returning all 7 hidden states [7, frames, 512], or the first
+    `num_layers` of them (the encoder then stops early)."""
 
     name = NAME
     num_layers = 7
@@ -242,7 +258,9 @@ class WhisperBaseEncoder(SpeechEncoder):
     frame_rate = 50.0
     max_seconds = 30.0
 
-    def __init__(self, cache_root: Path | None = None):
+    def __init__(self, cache_root: Path | None = None, num_layers: int | None = None):
+        from transformers import WhisperConfig
+
         self.model_dir = cached_encoder_dir(cache_root)
         self.fingerprint = self.model_dir.name.removeprefix(f"{NAME}-")
         try:
@@ -251,7 +269,10 @@ class WhisperBaseEncoder(SpeechEncoder):
             self.model = _build_encoder(cfg, load_file(self.model_dir / _WEIGHTS_FILE))
         except Exception as exc:  # a cache damaged by hand: say where it is rather than guess
             raise RuntimeError(f"cannot load the converted encoder in {self.model_dir}; delete it to rebuild") from exc
-        self.num_layers = self.model.config.encoder_layers + 1
+        total = self.model.config.encoder_layers + 1
+        if num_layers is not None and not 1 <= num_layers <= total:
+            raise ValueError(f"{NAME} has {total} hidden states; num_layers={num_layers} is out of range")
+        self.num_layers = num_layers or total
         self._max_mel_frames = 2 * self.model.config.max_source_positions
 
     def encode(self, audio: np.ndarray, log_mel: torch.Tensor | None = None) -> torch.Tensor:
@@ -267,7 +288,7 @@ class WhisperBaseEncoder(SpeechEncoder):
         if log_mel.shape[1] > self._max_mel_frames:
             raise ValueError(f"log_mel has {log_mel.shape[1]} frames; {NAME} takes at most {self._max_mel_frames}")
         with torch.inference_mode():
-            hidden = whisper_hidden_states(self.model, log_mel[None].float())[:, 0]
+            hidden = whisper_hidden_states(self.model, log_mel[None].float(), self.num_layers)[:, 0]
         # Clone outside inference mode (~2 MB for 3 s): inference tensors would break a trainable head fed
         # straight from `encode` ("Inference tensors cannot be saved for backward").
         return hidden.clone()
