@@ -5,6 +5,8 @@
 #   make mlflow-ui   browse runs, metrics, models at http://localhost:5000
 #   make test        fast tests + one real shrunk end-to-end run (what CI runs)
 #   make test-slow   the slow marker: full cross-validation, Optuna, load tests
+#   make clients     regenerate clients/typescript/ + the web demo's api.js from the Python sources
+#   make clients-deps  Node packages (npm ci: typescript, playwright-core) + Debian's chromium, for the tests
 
 PYTHON ?= python3.11
 VENV := .venv
@@ -12,7 +14,8 @@ BIN := $(VENV)/bin
 CONFIG ?= default
 RUN := $(BIN)/python -m
 
-.PHONY: install prepare embed train evaluate register all serve build mlflow-ui test test-slow clean-cache
+.PHONY: install prepare embed train evaluate register all serve build mlflow-ui test test-slow clean-cache \
+	clients clients-deps
 
 install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -42,7 +45,23 @@ build: install
 mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --port 5000
 
-test: install
+test: install clients-deps
 	$(BIN)/python -m pytest
 test-slow: install
 	$(BIN)/python -m pytest -m slow -s
+
+clients: install
+	$(RUN) emotion_core.clients
+
+# The client and web-demo tests need Node (20+), `npm ci` in clients/typescript and Debian's chromium (never a
+# browser download). CI (CI=true) fails when it can't install them; elsewhere those tests skip and say why.
+TS := clients/typescript
+clients-deps: $(TS)/node_modules/.package-lock.json
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  { echo "warning: no chromium (apt-get install chromium): the web demo test will skip"; [ -z "$$CI" ]; }
+$(TS)/node_modules/.package-lock.json: $(TS)/package.json $(TS)/package-lock.json
+	@command -v npm >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; } || \
+	  { echo "warning: no node/npm: the TypeScript and web demo tests will skip"; [ -z "$$CI" ]; }
+	if command -v npm >/dev/null; then cd $(TS) && npm ci --no-audit --no-fund --loglevel=error; fi

@@ -9,7 +9,8 @@ Writes, relative to the repository root:
 * `clients/typescript/openapi.json`      the OpenAPI document `/docs.json` serves
 * `clients/typescript/src/constants.ts`  EMOTIONS (as const), MUSIC_MOODS, CONFIDENCE_THRESHOLD
 * `clients/typescript/src/types.ts`      a type for every schema an endpoint takes or returns
-* `clients/typescript/src/client.ts`     ENDPOINTS and `EmotionClient`: one typed method per endpoint
+* `clients/typescript/src/client.ts`     ENDPOINTS, WEBSOCKETS and `EmotionClient`: one typed method per
+                                         endpoint (and per WebSocket route: a typed `MessageSocket`)
 * `clients/typescript/src/index.ts`      re-exports
 * `emotion_core/web/static/api.js`       the same constants and endpoint table for the web demo (plain JS)
 
@@ -187,6 +188,24 @@ class Endpoint:
         return pascal(self.name) + "Request"
 
 
+class Socket:
+    """One WebSocket route (the document's `x-websockets`)."""
+
+    def __init__(self, path: str, entry: dict[str, Any], writer: TypeWriter) -> None:
+        self.path = path
+        self.name = camel(entry.get("operationId") or path)
+        self.summary, self.description = entry.get("summary"), entry.get("description")
+        self.message_type = writer.expr(entry["messages"]) if entry.get("messages") else "unknown"
+
+
+def sockets(doc: dict[str, Any], writer: TypeWriter) -> list[Socket]:
+    return [Socket(path, entry, writer) for path, entry in doc.get("x-websockets", {}).items()]
+
+
+def socket_table(socks: list[Socket], indent: str = "  ") -> list[str]:
+    return [f"{indent}{s.name}: {{ path: {ts_string(s.path)} }}," for s in socks]
+
+
 def endpoints(doc: dict[str, Any], writer: TypeWriter) -> list[Endpoint]:
     found = []
     for path, item in doc["paths"].items():
@@ -249,11 +268,20 @@ def endpoint_table(eps: list[Endpoint], indent: str = "  ") -> list[str]:
     return rows
 
 
-def client_ts(eps: list[Endpoint]) -> str:
-    used = sorted({t for ep in eps for t in re.findall(r"\b[A-Z]\w*", ep.response_type + (ep.body_type or ""))
-                   if t not in ("Record", "Blob")} | {"ErrorResponse"}
-                  | {ep.request_type_name for ep in eps if ep.fields})
+def client_ts(eps: list[Endpoint], socks: list[Socket]) -> str:
+    type_texts = [ep.response_type + " " + (ep.body_type or "") for ep in eps] + [s.message_type for s in socks]
+    used = sorted({t for text in type_texts for t in re.findall(r"\b[A-Z]\w*", text) if t not in ("Record", "Blob")}
+                  | {"ErrorResponse"} | {ep.request_type_name for ep in eps if ep.fields})
     methods: list[str] = []
+    for sock in socks:
+        doc = "\n".join(filter(None, [sock.description or sock.summary, f"WebSocket `{sock.path}`"]))
+        methods += doc_comment(doc, "  ")
+        methods += [
+            f"  {sock.name}(): MessageSocket<{sock.message_type}> {{",
+            f"    return new MessageSocket<{sock.message_type}>(this.socketUrl(WEBSOCKETS.{sock.name}.path));",
+            "  }",
+            "",
+        ]
     for ep in eps:
         doc = "\n".join(filter(None, [ep.description or ep.summary, f"`{ep.method} {ep.path}`"]))
         methods += doc_comment(doc, "  ")
@@ -297,6 +325,7 @@ def client_ts(eps: list[Endpoint]) -> str:
         methods.append("")
     imports = ", ".join(used)
     table = "\n".join(endpoint_table(eps))
+    socket_rows = "\n".join(socket_table(socks))
     body = "\n".join(methods).rstrip("\n")
     return f"""{HEADER}
 import type {{ {imports} }} from "./types.js";
@@ -316,6 +345,11 @@ export const ENDPOINTS = {{
 }} as const satisfies Record<string, Endpoint>;
 
 export type EndpointName = keyof typeof ENDPOINTS;
+
+/** Every WebSocket route of the service (the document's `x-websockets`). */
+export const WEBSOCKETS = {{
+{socket_rows}
+}} as const satisfies Record<string, {{ readonly path: string }}>;
 
 export interface ClientOptions {{
   /** Where the service runs, e.g. `http://192.168.1.20:8000`; default: the page's own origin (`""`). */
@@ -375,6 +409,15 @@ export class EmotionClient {{
 
 {body}
 
+  /** `ws://` / `wss://` URL of a WebSocket path, from `baseUrl` (or the page's location). */
+  socketUrl(path: string): string {{
+    const base = this.baseUrl || (typeof location === "undefined" ? "" : location.href);
+    if (!base) throw new Error("EmotionClient: set baseUrl to open a WebSocket outside a browser page");
+    const url = new URL(path, base.endsWith("/") ? base : `${{base}}/`);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    return url.href;
+  }}
+
   /** Any endpoint by its entry in `ENDPOINTS` (for routes added after this client was generated, use a path). */
   async request<T>(endpoint: Endpoint, options: SendOptions = {{}}): Promise<T> {{
     let url = this.baseUrl + endpoint.path;
@@ -420,6 +463,47 @@ export class EmotionClient {{
   }}
 }}
 
+/** A WebSocket whose server messages are JSON of type `M`. */
+export class MessageSocket<M> {{
+  readonly socket: WebSocket;
+
+  constructor(url: string) {{
+    this.socket = new WebSocket(url);
+    this.socket.binaryType = "arraybuffer";
+  }}
+
+  /** Resolves once the connection is open. */
+  opened(): Promise<void> {{
+    if (this.socket.readyState === WebSocket.OPEN) return Promise.resolve();
+    return new Promise((resolve, reject) => {{
+      this.socket.addEventListener("open", () => resolve(), {{ once: true }});
+      this.socket.addEventListener("error", () => reject(new Error(`WebSocket ${{this.socket.url}} failed`)), {{ once: true }});
+    }});
+  }}
+
+  /** Calls `listener` with every message (parsed JSON); returns a function that stops it. */
+  onMessage(listener: (message: M) => void): () => void {{
+    const handler = (event: MessageEvent) => {{
+      if (typeof event.data === "string") listener(JSON.parse(event.data) as M);
+    }};
+    this.socket.addEventListener("message", handler);
+    return () => this.socket.removeEventListener("message", handler);
+  }}
+
+  /** Binary audio (e.g. PCM16 chunks) or a text message. */
+  send(data: ArrayBuffer | ArrayBufferView | Blob | string): void {{
+    this.socket.send(data as ArrayBuffer);
+  }}
+
+  sendJson(value: unknown): void {{
+    this.socket.send(JSON.stringify(value));
+  }}
+
+  close(code?: number, reason?: string): void {{
+    this.socket.close(code, reason);
+  }}
+}}
+
 /** `audio/webm;codecs=opus` → `.webm` (a name for recorded Blobs, which have none). */
 function extension(mimeType: string): string {{
   const subtype = (mimeType.split(";")[0] ?? "").split("/")[1];
@@ -440,10 +524,11 @@ export * from "./client.js";
 """
 
 
-def web_api_js(eps: list[Endpoint]) -> str:
+def web_api_js(eps: list[Endpoint], socks: list[Socket]) -> str:
     emotions = ", ".join(ts_string(e) for e in EMOTIONS)
     moods = "\n".join(f"  {ts_key(e)}: {ts_string(m)}," for e, m in MUSIC_MOODS.items())
     table = "\n".join(endpoint_table(eps))
+    socket_rows = "\n".join(socket_table(socks))
     return f"""{HEADER}// The web demo's copy of clients/typescript/src/constants.ts and ENDPOINTS (plain JS: the page loads no build).
 // @ts-check
 
@@ -461,6 +546,11 @@ export const CONFIDENCE_THRESHOLD = {CONFIDENCE_THRESHOLD!r};
 export const ENDPOINTS = Object.freeze({{
 {table}
 }});
+
+/** @type {{Readonly<Record<string, {{ readonly path: string }}>>}} */
+export const WEBSOCKETS = Object.freeze({{
+{socket_rows}
+}});
 """
 
 
@@ -472,13 +562,15 @@ def render(doc: dict[str, Any] | None = None) -> dict[Path, str]:
         doc = openapi_document()
     writer = TypeWriter(doc["components"]["schemas"])
     eps = endpoints(doc, writer)
+    socks = sockets(doc, writer)
     return {
-        TS_DIR / "openapi.json": json.dumps(doc, indent=2, ensure_ascii=False) + "\n",
+        TS_DIR / "openapi.json": json.dumps({"x-generated": " ".join(HEADER.replace("// ", "").split()), **doc},
+                                            indent=2, ensure_ascii=False) + "\n",
         TS_DIR / "src/constants.ts": constants_ts(),
         TS_DIR / "src/types.ts": types_ts(doc, writer, eps),
-        TS_DIR / "src/client.ts": client_ts(eps),
+        TS_DIR / "src/client.ts": client_ts(eps, socks),
         TS_DIR / "src/index.ts": index_ts(),
-        WEB_API: web_api_js(eps),
+        WEB_API: web_api_js(eps, socks),
     }
 
 

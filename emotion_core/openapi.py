@@ -10,6 +10,10 @@ mounted FastAPI app, found by BentoML itself. This module adds what it lacks:
 * each operation gets a `summary` (the first line of its docstring) and `operationId` = the Python name
   (`predict_emotion`, `music_moods`, ...) that the generated clients turn into method names;
 * the 4xx answers of the upload APIs are `ErrorResponse` (`UploadGuard` and `_predict` send them);
+* a BentoML API that may also answer another model (`@also_returns(NoSpeech)`) gets a `oneOf` 200;
+* WebSocket routes of the mounted app, which OpenAPI cannot describe, are listed under `x-websockets`
+  (path → operationId, summary, description, and `messages`: the schema of what the server sends, the
+  union `<Name>Message` of `emotion_core.schemas` for a route function named `<name>`);
 * `info` describes this API instead of BentoML's default badges (which load images from the internet).
 """
 
@@ -20,12 +24,15 @@ import functools
 import inspect
 import json
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, Iterable
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
+from fastapi.routing import APIWebSocketRoute
 from starlette.responses import JSONResponse
+from starlette.routing import Mount, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from emotion_core import schemas
 from emotion_core.schemas import ErrorResponse
 
 REF = "#/components/schemas/{model}"
@@ -47,6 +54,17 @@ def _package_version() -> str:
         return version("emotion-core")
     except PackageNotFoundError:  # running from a source tree that was never installed
         return "0.0.0"
+
+
+def also_returns(*models: type[BaseModel]):
+    """Mark a BentoML API function that may answer these models too (as a JSONResponse, 200): BentoML 1.4
+    cannot build its spec for a Union return type, so the document adds them. Put it under `@bentoml.api`."""
+
+    def mark(func):
+        func.__openapi_also_returns__ = models
+        return func
+
+    return mark
 
 
 def split_doc(doc: str | None) -> tuple[str | None, str | None]:
@@ -73,6 +91,42 @@ def add_schema(components: dict[str, Any], model: type[BaseModel]) -> dict[str, 
     components.update(schema.pop("$defs", {}))
     components[model.__name__] = schema
     return {"$ref": REF.format(model=model.__name__)}
+
+
+def _example_of(model: type[BaseModel]) -> Any:
+    return model.model_json_schema(mode="serialization").get("example")
+
+
+def _pascal(name: str) -> str:
+    return "".join(word[:1].upper() + word[1:] for word in name.split("_"))
+
+
+def add_union(components: dict[str, Any], name: str, union: Any) -> dict[str, Any]:
+    """A (discriminated) union of models into `components` under `name`; returns the `$ref` to it."""
+    schema = TypeAdapter(union).json_schema(ref_template=REF, mode="serialization")
+    components.update(schema.pop("$defs", {}))
+    components[name] = schema
+    return {"$ref": REF.format(model=name)}
+
+
+def websocket_routes(service: Any) -> list[tuple[str, Any]]:
+    """(path, route) of every WebSocket route of the service's mounted FastAPI apps (included routers too)."""
+    found = []
+
+    def walk(routes: Iterable[Any], prefix: str) -> None:
+        for route in routes:
+            router = getattr(route, "original_router", None)  # FastAPI's include_router (BentoML class views)
+            if router is not None:
+                context = getattr(route, "include_context", None)
+                walk(router.routes, prefix + (getattr(context, "prefix", "") or ""))
+            elif isinstance(route, (APIWebSocketRoute, WebSocketRoute)):
+                found.append((prefix + route.path, route))
+            elif hasattr(route, "routes") and not isinstance(route, Mount):
+                walk(route.routes, prefix)
+
+    for app, mount_path, _ in service.mount_apps:
+        walk(getattr(app, "routes", []), mount_path.rstrip("/"))
+    return found
 
 
 def _resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
@@ -112,7 +166,15 @@ def _document(service: Any) -> dict[str, Any]:
             op["operationId"] = api.name
             summary, description = split_doc(api.doc)
             model = response_model(api.output_spec)
-            if model is not None:
+            also = getattr(getattr(api, "func", None), "__openapi_also_returns__", ())
+            if model is not None and also:
+                models = (model, *also)
+                responses["200"] = {"description": "Successful Response: " + " or ".join(m.__name__ for m in models),
+                                    "content": {"application/json": {
+                                        "schema": {"oneOf": [add_schema(components, m) for m in models]},
+                                        "examples": {m.__name__: {"summary": split_doc(m.__doc__)[0],
+                                                                  "value": _example_of(m)} for m in models}}}}
+            elif model is not None:
                 responses["200"] = {"description": "Successful Response",
                                     "content": {"application/json": {"schema": add_schema(components, model)}}}
             for code in ("400", "404"):  # BentoML's generic errors; ours are ErrorResponse
@@ -131,8 +193,19 @@ def _document(service: Any) -> dict[str, Any]:
         for response in responses.values():  # the schema's example, where Swagger UI shows it
             for media in response.get("content", {}).values():
                 example = _resolve(spec, media.get("schema", {})).get("example")
-                if example is not None:
+                if example is not None and "examples" not in media:
                     media.setdefault("example", example)
+
+    sockets = {}
+    for path, route in websocket_routes(service):
+        summary, description = split_doc(inspect.getdoc(route.endpoint))
+        entry: dict[str, Any] = {"operationId": route.name, "summary": summary, "description": description}
+        messages = getattr(schemas, _pascal(route.name) + "Message", None)
+        if messages is not None:
+            entry["messages"] = add_union(components, _pascal(route.name) + "Message", messages)
+        sockets[path] = entry
+    if sockets:
+        spec["x-websockets"] = sockets
 
     _prune(spec)
     spec["info"].update(title=TITLE, description=DESCRIPTION, version=_package_version())
@@ -152,7 +225,7 @@ def _refs(node: Any) -> set[str]:
 def _prune(spec: dict[str, Any]) -> None:
     """Drop component schemas no path reaches (BentoML's `*IODescriptor` copies, unused error types)."""
     schemas = spec["components"]["schemas"]
-    reached, todo = set(), _refs(spec["paths"])
+    reached, todo = set(), _refs(spec["paths"]) | _refs(spec.get("x-websockets", {}))
     while todo:
         name = todo.pop()
         if name not in reached and name in schemas:

@@ -27,7 +27,7 @@ from emotion_core.limits import Limits
 from emotion_core.streaming import StreamError, StreamSession
 from emotion_core.timeline import build_timeline
 from emotion_core.labels import EMOTIONS, MUSIC_MOODS
-from emotion_core.openapi import OpenAPIDocs
+from emotion_core.openapi import OpenAPIDocs, also_returns
 from emotion_core.predictor import NoSpeechError, Predictor
 from emotion_core.schemas import (
     EmotionPrediction,
@@ -185,6 +185,7 @@ class EmotionService:
             return error(422, str(exc).replace(str(path), "the uploaded file"))
 
     @bentoml.api(route="/predict-emotion/")
+    @also_returns(NoSpeech)
     def predict_emotion(self, file: Path) -> EmotionPrediction:
         """Emotion of a whole recording.
 
@@ -206,6 +207,7 @@ class EmotionService:
         return self._predict(file, lambda path: build_timeline(self.predictor, load_audio(path, max_seconds=limit)))
 
     @bentoml.api(route="/predict-realtime/")
+    @also_returns(NoSpeech)
     def predict_realtime(self, audio_buffer: Path) -> RealtimePrediction:
         """Emotion of a short microphone buffer.
 

@@ -49,6 +49,13 @@ export interface HealthResponse {
   model_version: string | null;
   encoder: string;
   emotions: number;
+  /** Registered model name (`emotion-cnn`), if loaded from the registry. */
+  model_name: string | null;
+  /** Registry alias served (`champion`), if any. */
+  model_alias: string | null;
+  /** Calibration: logits are divided by this before the softmax. */
+  temperature: number;
+  uptime_seconds: number;
 }
 
 /** Internal Server Error */
@@ -69,6 +76,14 @@ export interface MusicMoodMap {
   surprised: MusicMood;
 }
 
+/** The answer for decodable audio in which the voice-activity detector hears no speech: no emotion. */
+export interface NoSpeech {
+  status: "no_speech";
+  detail: string;
+  /** Seconds of audio received. */
+  duration: number;
+}
+
 /** `POST /predict-realtime/` response (the seed's fields). */
 export interface RealtimePrediction {
   emotion: Emotion;
@@ -76,6 +91,95 @@ export interface RealtimePrediction {
   confidence: number;
   music_mood: MusicMood;
   /** Set when confidence < 0.7: the prediction may be wrong. */
+  warning: string | null;
+}
+
+/** WebSocket `/ws/stream`: the answer to the client's `{"type": "end"}`, after the last segment. */
+export interface StreamEnd {
+  type: "end";
+  /** Seconds of audio received. */
+  duration: number;
+}
+
+/** WebSocket `/ws/stream`: why the server is closing the stream. */
+export interface StreamErrorMessage {
+  type: "error";
+  detail: string;
+}
+
+export type StreamMessage = StreamReady | StreamPrediction | StreamNoSpeech | StreamSegment | StreamEnd | StreamErrorMessage;
+
+/** WebSocket `/ws/stream`: the last window holds too little speech to judge (no emotion). */
+export interface StreamNoSpeech {
+  type: "no_speech";
+  start: number;
+  end: number;
+}
+
+/** WebSocket `/ws/stream`: the emotion of the last `window` seconds, sent every `hop` seconds of speech. */
+export interface StreamPrediction {
+  emotion: Emotion;
+  /** Calibrated probability of `emotion`. */
+  confidence: number;
+  music_mood: MusicMood;
+  /** Set when confidence < 0.7: the prediction may be wrong. */
+  warning: string | null;
+  type: "prediction";
+  start: number;
+  end: number;
+  all_probabilities: EmotionProbabilities;
+}
+
+/** WebSocket `/ws/stream`: the first message — the audio to send (raw PCM16 chunks) and the stream's limits. */
+export interface StreamReady {
+  type: "ready";
+  /** Samples per second the binary messages must carry. */
+  sample_rate: number;
+  encoding: "pcm_s16le";
+  channels: number;
+  /** Seconds of audio each prediction judges. */
+  window: number;
+  /** Seconds of received audio between predictions. */
+  hop: number;
+  /** Longest stream; open a new one after it. */
+  max_seconds: number;
+  max_message_bytes: number;
+}
+
+/** WebSocket `/ws/stream`: an utterance that has just ended (same fields as a timeline segment). */
+export interface StreamSegment {
+  /** Seconds from the start of the recording. */
+  start: number;
+  end: number;
+  emotion: Emotion;
+  confidence: number;
+  music_mood: MusicMood;
+  warning: string | null;
+  type: "segment";
+}
+
+/** `POST /predict-timeline/`: the utterances of a long recording, each with its emotion, and the whole. */
+export interface Timeline {
+  status: "success" | "no_speech";
+  /** Seconds of audio. */
+  duration: number;
+  /** Seconds inside the segments. */
+  speech_seconds: number;
+  segments: TimelineSegment[];
+  /** Share of the speech time whose segment has each emotion (all 0 without speech). */
+  distribution: EmotionProbabilities;
+  /** Segment probabilities averaged by duration; null without speech. */
+  overall: EmotionPrediction | null;
+}
+
+/** One utterance found by voice-activity detection, and its emotion. */
+export interface TimelineSegment {
+  /** Seconds from the start of the recording. */
+  start: number;
+  end: number;
+  emotion: Emotion;
+  confidence: number;
+  music_mood: MusicMood;
   warning: string | null;
 }
 
@@ -87,4 +191,9 @@ export interface PredictEmotionRequest {
 /** Multipart body of `POST /predict-realtime/`. */
 export interface PredictRealtimeRequest {
   audio_buffer: Blob;
+}
+
+/** Multipart body of `POST /predict-timeline/`. */
+export interface PredictTimelineRequest {
+  file: Blob;
 }

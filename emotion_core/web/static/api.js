@@ -24,7 +24,13 @@ export const CONFIDENCE_THRESHOLD = 0.7;
 export const ENDPOINTS = Object.freeze({
   predictEmotion: { method: "POST", path: "/predict-emotion/", uploads: ["file"] },
   predictRealtime: { method: "POST", path: "/predict-realtime/", uploads: ["audio_buffer"] },
+  predictTimeline: { method: "POST", path: "/predict-timeline/", uploads: ["file"] },
   health: { method: "GET", path: "/" },
   emotions: { method: "GET", path: "/emotions/" },
   musicMoods: { method: "GET", path: "/music-moods/" },
+});
+
+/** @type {Readonly<Record<string, { readonly path: string }>>} */
+export const WEBSOCKETS = Object.freeze({
+  stream: { path: "/ws/stream" },
 });
