@@ -58,7 +58,8 @@ def test_bentoml_build(tmp_path: Path) -> None:
     [bento] = (tmp_path / "bentoml-home" / "bentos" / "emotion_detector").glob(tags[0].split(":")[1])
     src = bento / "src"
     for rel in ("emotion_core/service.py", "emotion_core/predictor.py", "emotion_core/encoders/__init__.py",
-                "emotion_core/data/__init__.py", "experiments/default.yaml"):
+                "emotion_core/data/__init__.py", "experiments/default.yaml",
+                "emotion_core/web/static/index.html", "emotion_core/web/static/demo.js", "emotion_core/web/static/api.js"):
         assert (src / rel).is_file(), rel
     assert not list(src.rglob("__pycache__"))
     requirements = (bento / "env" / "python" / "requirements.txt").read_text().splitlines()
