@@ -44,6 +44,9 @@ from emotion_core.web import mount_demo
 app = FastAPI(
     title="Voice emotion detection", description="Emotion from speech, with a music mood for each emotion.",
     generate_unique_id_function=lambda route: route.name,  # operationId = the Python name (generated clients)
+    # One OpenAPI document, BentoML's /docs.json (emotion_core.openapi); FastAPI's own /docs would load
+    # Swagger UI from a CDN.
+    openapi_url=None, docs_url=None, redoc_url=None,
 )
 mount_demo(app)  # GET /demo: the web demo (emotion_core/web/)
 
