@@ -5,6 +5,7 @@
 #   make mlflow-ui   browse runs, metrics, models at http://localhost:5000
 #   make test        fast tests + one real shrunk end-to-end run (what CI runs)
 #   make test-slow   the slow marker: full cross-validation, Optuna, load tests
+#   make loadtest    8 clients x 60 s against a fresh local server: p50/p95, errors, RSS before/after
 #   make clients     regenerate clients/typescript/ + the web demo's api.js from the Python sources
 #   make clients-deps  Node packages (npm ci: typescript, playwright-core) + Debian's chromium, for the tests
 
@@ -14,7 +15,7 @@ BIN := $(VENV)/bin
 CONFIG ?= default
 RUN := $(BIN)/python -m
 
-.PHONY: install prepare embed train evaluate register all serve build mlflow-ui test test-slow clean-cache \
+.PHONY: install prepare embed train evaluate register all serve build mlflow-ui test test-slow clean-cache loadtest \
 	clients clients-deps
 
 install: $(VENV)/.installed
@@ -49,6 +50,8 @@ test: install clients-deps
 	$(BIN)/python -m pytest
 test-slow: install
 	$(BIN)/python -m pytest -m slow -s
+loadtest: install
+	$(RUN) pipelines.loadtest --clients 8 --seconds 60
 
 clients: install
 	$(RUN) emotion_core.clients
