@@ -100,6 +100,12 @@ class ModelConfig(_Section):
     use_layer_weights: bool = True
     use_frames_branch: bool = True
     use_mel_branch: bool = True
+    #: Encoder frames averaged into one head frame (2 → 25 Hz for Whisper).
+    frame_pool: int = Field(1, ge=1, le=8)
+    #: Linear map of standardised per-layer mean+std statistics (the probe's view, learned end-to-end).
+    use_stats_branch: bool = False
+    #: Encoder layers the stats branch reads (None = all); the top layers add little.
+    stats_layers: list[int] | None = None
 
 
 class TrainConfig(_Section):

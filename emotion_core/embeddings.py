@@ -31,6 +31,19 @@ class ClipFeatures:
 
     hidden: torch.Tensor  # [L, T, D]
     mel: torch.Tensor  # [80, Tm]
+    #: Encoder frames averaged per hidden frame (1 = as the encoder gives them); see `pooled`.
+    frame_pool: int = 1
+
+    def pooled(self, factor: int) -> "ClipFeatures":
+        """Average every `factor` encoder frames (float16 kept). Emotion is suprasegmental: 40 ms frames
+        lose nothing measurable and halve the head's work and RAM. Idempotent for the same factor."""
+        if factor == self.frame_pool:
+            return self
+        if self.frame_pool != 1:
+            raise ValueError(f"features already pooled by {self.frame_pool}, asked for {factor}")
+        h = self.hidden.float().transpose(1, 2)  # [L, D, T]
+        h = torch.nn.functional.avg_pool1d(h, factor, factor, ceil_mode=True).transpose(1, 2)
+        return ClipFeatures(hidden=h.to(self.hidden.dtype).contiguous(), mel=self.mel, frame_pool=factor)
 
 
 def extract_features(encoder: SpeechEncoder, audio: np.ndarray) -> ClipFeatures:

@@ -95,31 +95,56 @@ class MelBranch(nn.Module):
         return (x * m).sum(-1) / m.sum(-1).clamp(min=1.0)
 
 
+class StatsBranch(nn.Module):
+    """Per-layer mean+std over frames → standardised (running statistics, like a StandardScaler) →
+    dropout → 8 logits. It sees every layer separately, which the softmax layer mix cannot."""
+
+    def __init__(self, num_layers: int, hidden_size: int, cfg: ModelConfig):
+        super().__init__()
+        self.layers = list(cfg.stats_layers) if cfg.stats_layers is not None else list(range(num_layers))
+        dim = len(self.layers) * 2 * hidden_size
+        self.norm = nn.BatchNorm1d(dim, affine=False)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.linear = nn.Linear(dim, NUM_EMOTIONS)
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = hidden[:, self.layers]  # [B, L', T, D]
+        m = mask[:, None, :, None].to(h.dtype)
+        n = m.sum(2).clamp(min=1.0)
+        mean = (h * m).sum(2) / n
+        std = ((((h - mean[:, :, None]) ** 2) * m).sum(2) / n + 1e-5).sqrt()
+        stats = torch.cat([mean, std], dim=-1).flatten(1)
+        return self.linear(self.dropout(self.norm(stats)))
+
+
 class HybridEmotionCNN(nn.Module):
     """Frozen-encoder features + log-mel → 8 emotion logits (~50K trainable parameters)."""
 
     def __init__(self, num_layers: int, hidden_size: int, cfg: ModelConfig | None = None):
         super().__init__()
         cfg = cfg or ModelConfig()
-        if not (cfg.use_frames_branch or cfg.use_mel_branch):
-            raise ValueError("at least one of use_frames_branch / use_mel_branch must be on")
+        if not (cfg.use_frames_branch or cfg.use_mel_branch or cfg.use_stats_branch):
+            raise ValueError("at least one of use_frames_branch / use_mel_branch / use_stats_branch must be on")
         self.cfg = cfg
         self.num_layers, self.hidden_size = num_layers, hidden_size
         self.frames = FramesBranch(num_layers, hidden_size, cfg) if cfg.use_frames_branch else None
         self.mel = MelBranch(cfg) if cfg.use_mel_branch else None
         fused = (self.frames.out_dim if self.frames else 0) + (self.mel.out_dim if self.mel else 0)
-        self.classifier = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(fused, NUM_EMOTIONS))
+        self.classifier = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(fused, NUM_EMOTIONS)) if fused else None
+        self.stats = StatsBranch(num_layers, hidden_size, cfg) if cfg.use_stats_branch else None
 
     def forward(
         self, hidden: torch.Tensor, lengths: torch.Tensor, mel: torch.Tensor, mel_lengths: torch.Tensor
     ) -> torch.Tensor:
         """hidden [B, L, T, D], lengths [B] (encoder frames), mel [B, 80, Tm], mel_lengths [B] → logits [B, 8]."""
+        mask = length_mask(lengths, hidden.shape[2])
         parts = []
         if self.frames is not None:
-            parts.append(self.frames(hidden, length_mask(lengths, hidden.shape[2])))
+            parts.append(self.frames(hidden, mask))
         if self.mel is not None:
             parts.append(self.mel(mel, mel_lengths))
-        return self.classifier(torch.cat(parts, dim=-1))
+        logits = self.classifier(torch.cat(parts, dim=-1)) if self.classifier is not None else 0.0
+        return logits + self.stats(hidden, mask) if self.stats is not None else logits
 
 
 def count_trainable_parameters(model: nn.Module) -> int:

@@ -19,7 +19,7 @@ from emotion_core.labels import EMOTIONS, low_confidence_warning, music_mood
 from emotion_core.limits import Limits
 from emotion_core.packaging import load_model_dir
 from emotion_core.schemas import EmotionPrediction
-from emotion_core.training import collate
+from emotion_core.training import collate, prepare
 from emotion_core.vad import Segment, speech_segments
 from emotion_core.windows import WINDOW_SECONDS, plan_windows
 
@@ -88,7 +88,7 @@ class Predictor:
         # equals the evaluated one for the same file.
         feats = ClipFeatures(hidden=feats.hidden.half(), mel=feats.mel.half())
         with torch.inference_mode():
-            return collate([feats]).logits(self.model)[0].numpy()
+            return collate(prepare(self.model, [feats])).logits(self.model)[0].numpy()
 
     def probabilities(self, audio: np.ndarray, segments: list[Segment] | None = None) -> np.ndarray:
         """Calibrated probabilities [8] for 16 kHz mono audio: the logits of the windows `windows.plan_windows`

@@ -79,8 +79,14 @@ def register_best(experiment: str, config: str, metric: str = "test_ua", uri: st
     version = mlflow.register_model(best.data.tags[MODEL_URI_TAG], REGISTERED_MODEL_NAME,
                                     tags={metric: f"{best.data.metrics[metric]:.4f}", "run_id": best.info.run_id})
     client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, version.version)
-    for key in ("test_ua", "test_wa", "test_macro_f1"):
+    for key in ("test_ua", "test_wa", "test_macro_f1", "cv_ua_mean", "cv_ua_std", "cv_wa_mean", "cv_macro_f1_mean",
+                "cv_probe_ua_mean", "cv_ece_after", "random_split_wa", "temperature"):
         if key in best.data.metrics:
             client.set_model_version_tag(REGISTERED_MODEL_NAME, version.version, key, f"{best.data.metrics[key]:.4f}")
     return {"name": REGISTERED_MODEL_NAME, "version": version.version, "alias": CHAMPION_ALIAS,
             "run_id": best.info.run_id, metric: best.data.metrics[metric]}
+
+
+def describe_version(version: str | int, text: str) -> None:
+    """Attach a description (the model card) to a registered version; the MLflow UI renders it as Markdown."""
+    MlflowClient().update_model_version(REGISTERED_MODEL_NAME, str(version), description=text)

@@ -62,10 +62,17 @@ def collate(clips: Sequence[ClipFeatures], max_mel: int | None = None, rng: np.r
     return Batch(hidden, lengths, mel, mel_lengths)
 
 
+def prepare(model_or_cfg: HybridEmotionCNN | ModelConfig, clips: Sequence[ClipFeatures]) -> list[ClipFeatures]:
+    """The head's view of cached/served features (frame pooling): done once, not per batch."""
+    cfg = model_or_cfg.cfg if isinstance(model_or_cfg, HybridEmotionCNN) else model_or_cfg
+    return [c.pooled(cfg.frame_pool) for c in clips]
+
+
 @torch.inference_mode()
 def predict_logits(model: HybridEmotionCNN, clips: Sequence[ClipFeatures], batch_size: int = 64) -> np.ndarray:
     """Logits [N, 8] for whole clips, batched by similar length to keep padding small."""
     model.eval()
+    clips = prepare(model, clips)
     order = np.argsort([c.mel.shape[-1] for c in clips])
     out = np.zeros((len(clips), NUM_EMOTIONS), dtype=np.float32)
     for i in range(0, len(order), batch_size):
@@ -97,6 +104,7 @@ def fit(
         torch.set_num_threads(train_cfg.num_threads)
     set_seed(train_cfg.seed)
     rng = np.random.default_rng(train_cfg.seed)
+    clips, val_clips = prepare(model_cfg, clips), prepare(model_cfg, val_clips)
     num_layers, _, hidden_size = clips[0].hidden.shape
     model = HybridEmotionCNN(num_layers, hidden_size, model_cfg)
     labels = np.asarray(labels)

@@ -1,0 +1,200 @@
+"""Actor-held-out cross-validation on the cached features: the CNN head and the linear-probe baseline
+on the same folds, in the same run. Each fold's inner validation (early stopping, temperature) comes
+from its training actors only; the test actors are scored once, at the end."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from emotion_core import metrics, probe
+from emotion_core.calibration import fit_temperature
+from emotion_core.config import ExperimentConfig
+from emotion_core.data import split_actors
+from emotion_core.embeddings import ClipFeatures
+from emotion_core.labels import EMOTIONS
+from emotion_core.training import fit, predict_logits, prepare
+
+
+@dataclass
+class FoldResult:
+    fold: int
+    test_index: np.ndarray  # row positions in the manifest
+    logits: np.ndarray  # [n_test, 8], uncalibrated
+    temperature: float
+    best_epoch: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    probe_logits: np.ndarray | None = None
+
+
+def run_fold(cfg: ExperimentConfig, manifest: pd.DataFrame, clips: Sequence[ClipFeatures], fold: int,
+             probe_features: np.ndarray | None = None, progress: bool = False,
+             on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> FoldResult:
+    pos = pd.Series(np.arange(len(manifest)), index=manifest.index)
+    train, val, test = split_actors(manifest, [fold], cfg.data.train_split, cfg.train.seed)
+    tr, va, te = (pos[df.index].to_numpy() for df in (train, val, test))
+    y = manifest["label"].to_numpy()
+    result = fit([clips[i] for i in tr], y[tr], cfg.model, cfg.train,
+                 val_clips=[clips[i] for i in va], val_labels=y[va] if len(va) else None,
+                 on_epoch=on_epoch, progress=progress)
+    temperature = fit_temperature(predict_logits(result.model, [clips[i] for i in va]), y[va]) if len(va) else 1.0
+    logits = predict_logits(result.model, [clips[i] for i in te])
+    probe_logits = None
+    if probe_features is not None:  # the probe fits on all training actors (train + val)
+        fit_idx = np.concatenate([tr, va])
+        clf = probe.fit_probe(probe_features[fit_idx], y[fit_idx])
+        probe_logits = clf.decision_function(probe_features[te])
+    return FoldResult(fold, te, logits, temperature, result.best_epoch, result.history, probe_logits)
+
+
+def summarise(manifest: pd.DataFrame, folds: list[FoldResult], attr: str = "logits") -> dict:
+    """Per-fold UA/WA/macro-F1, mean ± std, summed confusion, per-class F1, per-actor accuracy."""
+    y = manifest["label"].to_numpy()
+    per_fold = []
+    y_all, p_all, idx_all = [], [], []
+    for f in folds:
+        pred = getattr(f, attr).argmax(-1)
+        per_fold.append({"fold": f.fold, **metrics.summary(y[f.test_index], pred)})
+        y_all.append(y[f.test_index]), p_all.append(pred), idx_all.append(f.test_index)
+    y_all, p_all, idx_all = np.concatenate(y_all), np.concatenate(p_all), np.concatenate(idx_all)
+    table = pd.DataFrame(per_fold)
+    actors = manifest["actor"].to_numpy()[idx_all]
+    per_actor = {int(a): float((p_all[actors == a] == y_all[actors == a]).mean()) for a in sorted(set(actors))}
+    report = metrics.per_class_report(y_all, p_all)
+    return {
+        "per_fold": per_fold,
+        **{f"{k}_mean": float(table[k].mean()) for k in ("ua", "wa", "macro_f1")},
+        **{f"{k}_std": float(table[k].std(ddof=0)) for k in ("ua", "wa", "macro_f1")},
+        "confusion": metrics.confusion(y_all, p_all).tolist(),
+        "per_class_f1": {k: float(v["f1-score"]) for k, v in report.items() if k in EMOTIONS},
+        "per_actor_accuracy": per_actor,
+    }
+
+
+def random_split(cfg: ExperimentConfig, manifest: pd.DataFrame, clips: Sequence[ClipFeatures],
+                 test_size: float = 0.2) -> dict:
+    """The seed's comparison: a stratified random 80/20 clip split. Speaker-DEPENDENT (the same actors
+    are in train and test), so it measures actor recognition as much as emotion."""
+    from sklearn.model_selection import train_test_split
+
+    y = manifest["label"].to_numpy()
+    idx = np.arange(len(manifest))
+    rest, te = train_test_split(idx, test_size=test_size, stratify=y, random_state=cfg.train.seed)
+    tr, va = train_test_split(rest, test_size=0.1, stratify=y[rest], random_state=cfg.train.seed)
+    result = fit([clips[i] for i in tr], y[tr], cfg.model, cfg.train,
+                 val_clips=[clips[i] for i in va], val_labels=y[va], progress=False)
+    pred = predict_logits(result.model, [clips[i] for i in te]).argmax(-1)
+    return metrics.summary(y[te], pred)
+
+
+def speaker_adapted_probe(manifest: pd.DataFrame, clips: Sequence[ClipFeatures], enrollment: int | None,
+                          seed: int = 0) -> dict:
+    """Probe UA with per-speaker standardisation of pooled features. Training actors are normalised with
+    all their clips; each test actor with the mean/std of `enrollment` of its OTHER clips (never labels,
+    never the clip being scored; None = all its other clips). A per-user calibration, reported apart from
+    the speaker-independent headline."""
+    from emotion_core.data import EMOBOX_FOLDS
+
+    feats = probe.pooled(clips)
+    y, actors = manifest["label"].to_numpy(), manifest["actor"].to_numpy()
+    rng = np.random.default_rng(seed)
+    normed = feats.copy()
+    for a in np.unique(actors):
+        rows = actors == a
+        normed[rows] = (feats[rows] - feats[rows].mean(0)) / (feats[rows].std(0) + 1e-6)
+    uas = []
+    for fold, test_actors in EMOBOX_FOLDS.items():
+        test = np.isin(actors, test_actors)
+        clf = probe.fit_probe(normed[~test], y[~test])
+        pred, truth = [], []
+        for a in test_actors:
+            rows = np.flatnonzero(actors == a)
+            for i in rows:
+                others = rows[rows != i]
+                pool = others if enrollment is None else rng.choice(others, size=min(enrollment, len(others)), replace=False)
+                x = (feats[i] - feats[pool].mean(0)) / (feats[pool].std(0) + 1e-6)
+                pred.append(int(clf.predict(x[None])[0])), truth.append(y[i])
+        uas.append(metrics.summary(np.array(truth), np.array(pred))["ua"])
+    return {"enrollment": enrollment, "ua_mean": float(np.mean(uas)), "ua_std": float(np.std(uas))}
+
+
+def run(cfg: ExperimentConfig, *, random_split_check: bool = True, adapted: Sequence[int | None] = (10, 20, None),
+        progress: bool = True) -> dict:
+    """The full CV of a config: MLflow parent run + one nested run per fold; CNN head and probe on the
+    same folds; calibration; the speaker-dependent random split; speaker-adapted probe rows.
+    Returns the report dict (also written to reports/<config>/cv.json + cv.md + figures)."""
+    import json
+    import time
+
+    import mlflow
+
+    from emotion_core import calibration, tracking
+    from emotion_core.data import EMOBOX_FOLDS, load_manifest
+    from emotion_core.embeddings import EmbeddingCache
+    from emotion_core.encoders import load_encoder
+    from emotion_core.reporting import cv_markdown
+    from emotion_core.steps import _flat_params, reports_dir
+
+    start = time.perf_counter()
+    tracking.setup("crossval")
+    manifest = load_manifest(cfg.data).reset_index(drop=True)
+    clips = EmbeddingCache(load_encoder(cfg.encoder.name, runtime="torch")).load(manifest, progress=progress)
+    folds = [f for f in EMOBOX_FOLDS if (manifest["fold"] == f).any()]
+    probe_features = probe.pooled(clips)  # the baseline reads the encoder's own frame rate
+    clips = prepare(cfg.model, clips)  # pool frames once, not once per fold
+    y = manifest["label"].to_numpy()
+    out = reports_dir(cfg)
+    results: list[FoldResult] = []
+    with mlflow.start_run(run_name=f"cv-{cfg.name}") as parent:
+        mlflow.set_tags({"config": cfg.name, "kind": "crossval"})
+        mlflow.log_params(_flat_params(cfg))
+        for fold in folds:
+            with mlflow.start_run(run_name=f"fold-{fold}", nested=True):
+                r = run_fold(cfg, manifest, clips, fold, probe_features=probe_features, progress=False,
+                             on_epoch=lambda e, row: mlflow.log_metrics(row, step=e))
+                fold_cnn = metrics.summary(y[r.test_index], r.logits.argmax(-1))
+                fold_probe = metrics.summary(y[r.test_index], r.probe_logits.argmax(-1))
+                mlflow.log_params({"fold": fold, "test_actors": ",".join(map(str, EMOBOX_FOLDS[fold]))})
+                mlflow.log_metrics({**{f"test_{k}": v for k, v in fold_cnn.items()},
+                                    **{f"probe_{k}": v for k, v in fold_probe.items()},
+                                    "temperature": r.temperature, "best_epoch": r.best_epoch})
+            results.append(r)
+            if progress:
+                print(f"fold {fold}: head UA {fold_cnn['ua']:.3f} | probe UA {fold_probe['ua']:.3f} | T={r.temperature:.2f}", flush=True)
+
+        head, baseline = summarise(manifest, results), summarise(manifest, results, "probe_logits")
+        idx = np.concatenate([r.test_index for r in results])
+        raw = np.concatenate([calibration.softmax(r.logits) for r in results])
+        cal = np.concatenate([calibration.softmax(r.logits, r.temperature) for r in results])
+        calib = {
+            "ece_before": calibration.ece(raw, y[idx]), "ece_after": calibration.ece(cal, y[idx]),
+            "temperatures": [r.temperature for r in results],
+            "before": calibration.threshold_stats(raw, y[idx]), "after": calibration.threshold_stats(cal, y[idx]),
+        }
+        figures = {
+            "confusion_counts": metrics.plot_confusion(np.array(head["confusion"]), out / "cv_confusion_counts.png",
+                                                       f"{cfg.name}: 6-fold CV (counts)", normalise=False),
+            "confusion": metrics.plot_confusion(np.array(head["confusion"]), out / "cv_confusion.png",
+                                                f"{cfg.name}: 6-fold CV (row-normalised)"),
+            "reliability": calibration.plot_reliability({"uncalibrated": raw, "temperature-scaled": cal}, y[idx],
+                                                        out / "reliability.png"),
+        }
+        report = {"config": cfg.name, "run_id": parent.info.run_id, "encoder": cfg.encoder.name,
+                  "n_clips": len(manifest), "folds": folds, "head": head, "probe": baseline, "calibration": calib}
+        if random_split_check:
+            report["random_split"] = random_split(cfg, manifest, clips)
+        report["speaker_adapted_probe"] = [speaker_adapted_probe(manifest, clips, k) for k in adapted]
+        report["seconds"] = time.perf_counter() - start
+        mlflow.log_metrics({"cv_ua_mean": head["ua_mean"], "cv_ua_std": head["ua_std"], "cv_wa_mean": head["wa_mean"],
+                            "cv_macro_f1_mean": head["macro_f1_mean"], "probe_ua_mean": baseline["ua_mean"],
+                            "ece_before": calib["ece_before"], "ece_after": calib["ece_after"]})
+        if "random_split" in report:
+            mlflow.log_metric("random_split_wa", report["random_split"]["wa"])
+        (out / "cv.json").write_text(json.dumps(report, indent=2))
+        (out / "cv.md").write_text(cv_markdown(report))
+        for path in [*figures.values(), out / "cv.json", out / "cv.md"]:
+            mlflow.log_artifact(str(path), "report")
+    return report

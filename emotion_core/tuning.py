@@ -1,0 +1,147 @@
+"""Optuna search over the head and its training, objective = actor-held-out CV UA on the embedding cache.
+
+TPE sampler + median pruning on the running fold mean; every trial is a nested MLflow run; the study is
+stored in sqlite (`mlruns/optuna.db`) so an interrupted search resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from emotion_core.config import MLRUNS_DIR, ExperimentConfig, _deep_merge, load_config
+
+
+def sample(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """`{"model.dropout": {"type": "float", "low": 0.1, "high": 0.5}, ...}` → nested overrides."""
+    overrides: dict[str, Any] = {}
+    for dotted, spec in space.items():
+        kind = spec["type"]
+        if kind == "float":
+            value = trial.suggest_float(dotted, spec["low"], spec["high"], log=spec.get("log", False))
+        elif kind == "int":
+            value = trial.suggest_int(dotted, spec["low"], spec["high"], step=spec.get("step", 1))
+        else:
+            value = trial.suggest_categorical(dotted, spec["choices"])
+        node = overrides
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    # "branches" is one categorical that sets the three branch switches together
+    if "branches" in overrides.get("model", {}):
+        branches = overrides["model"].pop("branches")
+        overrides["model"].update({f"use_{b}_branch": b in branches.split("+") for b in ("frames", "mel", "stats")})
+    return overrides
+
+
+def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, storage: str | None = None,
+         progress: bool = True) -> dict[str, Any]:
+    import mlflow
+    import optuna
+
+    from emotion_core import cv, tracking
+    from emotion_core.data import EMOBOX_FOLDS, load_manifest
+    from emotion_core.embeddings import EmbeddingCache
+    from emotion_core.encoders import load_encoder
+    from emotion_core.metrics import summary
+    from emotion_core.steps import reports_dir
+
+    spec = yaml.safe_load(tune_file.read_text())
+    space, n_trials = spec["space"], n_trials or spec.get("n_trials", 50)
+    folds = spec.get("folds") or list(EMOBOX_FOLDS)
+    storage = storage or f"sqlite:///{MLRUNS_DIR / 'optuna.db'}"
+    study = optuna.create_study(
+        study_name=f"tune-{base.name}", storage=storage, load_if_exists=True, direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=base.train.seed, n_startup_trials=spec.get("startup_trials", 10)),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
+    )
+    manifest = load_manifest(base.data).reset_index(drop=True)
+    raw = EmbeddingCache(load_encoder(base.encoder.name, runtime="torch")).load(manifest)
+    pools = {p: [c.pooled(p) for c in raw] for p in _choices(space, "model.frame_pool", base.model.frame_pool)}
+    y = manifest["label"].to_numpy()
+    tracking.setup("tune")
+    start = time.perf_counter()
+
+    with mlflow.start_run(run_name=f"tune-{base.name}") as parent:
+        mlflow.set_tags({"config": base.name, "kind": "optuna", "study": study.study_name})
+
+        def objective(trial: optuna.Trial) -> float:
+            overrides = sample(trial, space)
+            cfg = ExperimentConfig.model_validate(_deep_merge(base.model_dump(), overrides))
+            clips = pools[cfg.model.frame_pool]
+            with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
+                mlflow.log_params(trial.params)
+                uas = []
+                for step, fold in enumerate(folds):
+                    r = cv.run_fold(cfg, manifest, clips, fold)
+                    uas.append(summary(y[r.test_index], r.logits.argmax(-1))["ua"])
+                    trial.report(float(np.mean(uas)), step)
+                    mlflow.log_metric("running_cv_ua", float(np.mean(uas)), step=step)
+                    if trial.should_prune():
+                        mlflow.set_tag("state", "pruned")
+                        raise optuna.TrialPruned()
+                mlflow.log_metrics({"cv_ua_mean": float(np.mean(uas)), "cv_ua_std": float(np.std(uas))})
+                return float(np.mean(uas))
+
+        remaining = max(0, n_trials - len([t for t in study.trials if t.state.is_finished()]))
+        study.optimize(objective, n_trials=remaining, show_progress_bar=progress)
+        seconds = time.perf_counter() - start
+        out = reports_dir(base)
+        figures = save_figures(study, out)
+        best = {"value": study.best_value, "params": study.best_params, "trial": study.best_trial.number}
+        states = [t.state.name for t in study.trials]
+        result = {"study": study.study_name, "storage": storage, "n_trials": len(study.trials),
+                  "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"), "seconds": seconds,
+                  "best": best, "best_overrides": sample(optuna.trial.FixedTrial(study.best_params), space),
+                  "figures": [str(f) for f in figures]}
+        (out / "tune.json").write_text(json.dumps(result, indent=2))
+        mlflow.log_metrics({"best_cv_ua": study.best_value, "seconds": seconds})
+        mlflow.log_dict(result, "tune.json")
+        for f in figures:
+            mlflow.log_artifact(str(f), "figures")
+        mlflow.set_tag("parent_run", parent.info.run_id)
+    return result
+
+
+def _choices(space: dict[str, dict[str, Any]], key: str, default: Any) -> list[Any]:
+    spec = space.get(key)
+    return list(spec["choices"]) if spec and spec["type"] == "categorical" else [default]
+
+
+def save_figures(study: Any, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ovm
+
+    paths = []
+    for name, plot in (("tune_history.png", ovm.plot_optimization_history), ("tune_importances.png", ovm.plot_param_importances)):
+        try:
+            ax = plot(study)
+            fig = ax.figure if hasattr(ax, "figure") else ax
+            fig.set_size_inches(8, 5)
+            fig.tight_layout()
+            fig.savefig(out / name, dpi=110)
+            plt.close(fig)
+            paths.append(out / name)
+        except (ValueError, RuntimeError):  # importances need ≥ 2 complete trials
+            pass
+    return paths
+
+
+def write_tuned_config(result: dict[str, Any], base_name: str, path: Path) -> Path:
+    """experiments/tuned.yaml: `base: <base>.yaml` + the best trial's overrides (the tuned model's config)."""
+    body = {"base": f"{base_name}.yaml", **result["best_overrides"]}
+    header = f"# Written by `make tune` (study {result['study']}, best CV UA {result['best']['value']:.4f}).\n"
+    path.write_text(header + yaml.safe_dump(body, sort_keys=False))
+    return path
+
+
+__all__ = ["tune", "sample", "write_tuned_config", "load_config"]
