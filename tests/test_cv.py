@@ -1,0 +1,67 @@
+"""Cross-validation, calibration and tuning on the real smoke subset (6 actors, 3 epochs)."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emotion_core import calibration
+
+
+def test_temperature_scaling_fixes_overconfidence():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 8, 2000)
+    logits = rng.normal(size=(2000, 8))
+    logits[np.arange(2000), labels] += 1.5  # ~60 % accurate...
+    logits *= 4.0  # ...but far too confident
+    t = calibration.fit_temperature(logits, labels)
+    assert t > 2.0
+    before = calibration.ece(calibration.softmax(logits), labels)
+    after = calibration.ece(calibration.softmax(logits, t), labels)
+    assert after < before / 3 and after < 0.05
+
+
+def test_crossval_smoke(smoke_run, smoke_cfg):
+    from emotion_core import cv
+
+    report = cv.run(smoke_cfg, adapted=(10,), progress=False)
+    head, probe = report["head"], report["probe"]
+    assert [f["fold"] for f in head["per_fold"]] == report["folds"] == [1, 2, 4, 5, 6]
+    assert 0.0 <= head["ua_mean"] <= 1.0 and 0.0 <= probe["ua_mean"] <= 1.0
+    assert np.array(head["confusion"]).sum() == 360  # every clip scored exactly once, by a model that never saw its actor
+    assert set(head["per_actor_accuracy"]) == {1, 2, 3, 4, 11, 13}
+    assert len(report["calibration"]["temperatures"]) == 5
+    out = Path(os.environ["EMOTION_REPORTS_DIR"]) / "smoke"
+    for name in ("cv.json", "cv.md", "cv_confusion.png", "cv_confusion_counts.png", "reliability.png"):
+        assert (out / name).stat().st_size > 500, name
+    assert json.loads((out / "cv.json").read_text())["run_id"] == report["run_id"]
+    text = (out / "cv.md").read_text()
+    assert "linear probe" in text and "speaker-dependent" in text and "Whisper-large-v3" in text
+
+    import mlflow
+
+    children = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{report['run_id']}'", output_format="list",
+                                  search_all_experiments=True)
+    assert len(children) == 5 and all("test_ua" in c.data.metrics for c in children)
+
+
+def test_tuning_resumes(smoke_run, smoke_cfg, tmp_path):
+    from emotion_core.tuning import tune, write_tuned_config
+
+    space = tmp_path / "space.yaml"
+    space.write_text("n_trials: 2\nstartup_trials: 2\nfolds: [1, 4]\nspace:\n"
+                     "  model.dropout: {type: float, low: 0.1, high: 0.5}\n"
+                     "  model.branches: {type: categorical, choices: [frames, stats]}\n"
+                     "  train.epochs: {type: int, low: 1, high: 2}\n")
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    first = tune(smoke_cfg, space, storage=storage, progress=False)
+    assert first["n_trials"] == 2 and first["complete"] == 2
+    again = tune(smoke_cfg, space, n_trials=3, storage=storage, progress=False)  # resumes: one more trial
+    assert again["n_trials"] == 3
+    tuned = write_tuned_config(again, "smoke", tmp_path / "tuned.yaml")
+    from emotion_core.config import load_config
+
+    cfg = load_config(tuned)
+    assert cfg.model.dropout == pytest.approx(again["best"]["params"]["model.dropout"])
