@@ -4,6 +4,8 @@
 #   make crossval    6-fold actor-held-out CV + probe baseline + calibration → reports/$(CONFIG)/cv.md
 #   make evaluate    score one held-out fold (configs with data.test_folds, e.g. CONFIG=smoke)
 #   make tune        Optuna over experiments/tune.yaml (resumable) → reports/$(CONFIG)/tune.json
+#   make ablate      one CV per row of experiments/ablations.yaml → reports/default/ablations.md
+#   make notebooks   rebuild + execute notebooks/*.ipynb
 #   make serve       BentoML service on :8000 (needs a registered champion)
 #   make mlflow-ui   browse runs, metrics, models at http://localhost:5000
 #   make test        fast tests + one real shrunk end-to-end run (what CI runs)
@@ -18,7 +20,7 @@ BIN := $(VENV)/bin
 CONFIG ?= default
 RUN := $(BIN)/python -m
 
-.PHONY: install prepare embed train evaluate crossval tune register all serve build mlflow-ui test test-slow clean-cache loadtest \
+.PHONY: install prepare embed train evaluate crossval tune ablate notebooks register all serve build mlflow-ui test test-slow clean-cache loadtest \
 	clients clients-deps
 
 install: $(VENV)/.installed
@@ -75,3 +77,7 @@ $(TS)/node_modules/.package-lock.json: $(TS)/package.json $(TS)/package-lock.jso
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; } || \
 	  { echo "warning: no node/npm: the TypeScript and web demo tests will skip"; [ -z "$$CI" ]; }
 	if command -v npm >/dev/null; then cd $(TS) && npm ci --no-audit --no-fund --loglevel=error; fi
+ablate: install
+	$(RUN) pipelines.ablate
+notebooks: install
+	$(BIN)/python notebooks/build_notebooks.py --config $(CONFIG)
