@@ -6,10 +6,11 @@
 
 Each client loops over a mix of real requests — RAVDESS clips on /predict-emotion/, 2 s buffers on
 /predict-realtime/ (multipart and raw PCM16), a short recording on /predict-timeline/, and bad uploads that
-must get their 4xx — until the deadline (or --max-requests). An error is any other status, or a failed
-request. Prints p50/p95 latency, throughput, errors, and the server's RSS (all its processes) when idle,
-after a warm-up round, and after the load. Exit status 1 when there were errors or the RSS grew more than
---max-rss-growth over the warm value. Only loopback addresses are accepted as targets.
+must get their 4xx — until the deadline (or --max-requests). An error is any other status, a failed request,
+or a 200 whose answer differs from the first answer to the same request. Prints p50/p95 latency, throughput,
+errors, and the server's RSS (all its processes) when idle, after a warm-up round, and after the load. Exit
+status 1 when there were errors or the RSS grew more than --max-rss-growth over the warm value. Only
+loopback addresses are accepted as targets.
 """
 
 from __future__ import annotations
@@ -126,9 +127,20 @@ def send(client: httpx.Client, case: Case) -> httpx.Response:
     return client.post(case.route, files=case.files, content=case.content, headers=case.headers)
 
 
+def _same(a, b, tol: float = 1e-4) -> bool:
+    """Equal JSON, numbers within `tol`."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k], tol) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y, tol) for x, y in zip(a, b))
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and abs(a - b) <= tol
+    return a == b
+
+
 def run_load(url: str, clients: int, seconds: float, max_requests: int) -> dict:
     mix, lock = cases(), threading.Lock()
-    latencies, errors, counts = [], [], {"sent": 0}
+    latencies, errors, counts, answers = [], [], {"sent": 0}, {}
     deadline = time.monotonic() + seconds
 
     def worker(index: int) -> None:
@@ -146,9 +158,12 @@ def run_load(url: str, clients: int, seconds: float, max_requests: int) -> dict:
                     r = send(client, case)
                     ok, what = r.status_code == case.expect, f"{r.status_code} {r.text[:200]}"
                 except httpx.HTTPError as exc:
-                    ok, what = False, repr(exc)
+                    r, ok, what = None, False, repr(exc)
                 with lock:
                     latencies.append(time.perf_counter() - start)
+                    if ok and r.status_code == 200:  # concurrency must not change an answer
+                        first = answers.setdefault(case.name, r.json())
+                        ok, what = _same(first, r.json()), f"answer changed: {r.text[:200]}"
                     if not ok:
                         errors.append(f"{case.name}: {what}")
 
