@@ -33,9 +33,12 @@ class FoldResult:
 def run_fold(cfg: ExperimentConfig, manifest: pd.DataFrame, clips: Sequence[ClipFeatures], fold: int,
              probe_features: np.ndarray | None = None, progress: bool = False,
              on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> FoldResult:
-    pos = pd.Series(np.arange(len(manifest)), index=manifest.index)
+    # Row positions by clip id (split_actors returns re-sorted, re-indexed frames).
+    pos = pd.Series(np.arange(len(manifest)), index=manifest["clip_id"].to_numpy())
     train, val, test = split_actors(manifest, [fold], cfg.data.train_split, cfg.train.seed)
-    tr, va, te = (pos[df.index].to_numpy() for df in (train, val, test))
+    tr, va, te = (pos[df["clip_id"].to_numpy()].to_numpy() for df in (train, val, test))
+    actors = manifest["actor"].to_numpy()
+    assert not set(actors[te]) & set(actors[np.concatenate([tr, va])]), "test actors leaked into training"
     y = manifest["label"].to_numpy()
     result = fit([clips[i] for i in tr], y[tr], cfg.model, cfg.train,
                  val_clips=[clips[i] for i in va], val_labels=y[va] if len(va) else None,
