@@ -177,6 +177,19 @@ def test_raw_pcm16_realtime(client: httpx.Client, speech) -> None:
     assert r.status_code == 200 and r.json()["emotion"] in EMOTIONS
 
 
+@pytest.mark.parametrize("seconds", [0.5, 1.0, 3.0, 10.0])
+def test_realtime_buffers(client: httpx.Client, predictor: Predictor, recording, seconds: float) -> None:
+    """0.5–3 s buffers are judged whole; a longer one by its most recent 4 s (one pass, flat latency)."""
+    audio, truth = recording
+    end = int(truth[0][1] * SAMPLE_RATE)  # buffers ending with the first utterance
+    buffer = audio[max(0, end - int(seconds * SAMPLE_RATE)) : end]
+    r = client.post("/predict-realtime/", content=pcm16(buffer), headers={"content-type": "audio/pcm"})
+    assert r.status_code == 200, r.text
+    quantised = np.frombuffer(pcm16(buffer), "<i2") / np.float32(32768)
+    local = predictor.predict(quantised[-4 * SAMPLE_RATE :], sample_rate=SAMPLE_RATE)
+    assert r.json()["emotion"] == local.emotion and math.isclose(r.json()["confidence"], local.confidence, abs_tol=1e-4)
+
+
 @pytest.mark.parametrize("body,ctype,words", [
     (b"\x00" * 3, "audio/pcm", "whole frames"),
     (b"\x00" * 100, "audio/pcm; rate=abc", "invalid literal"),
