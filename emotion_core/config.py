@@ -106,6 +106,10 @@ class ModelConfig(_Section):
     use_stats_branch: bool = False
     #: Encoder layers the stats branch reads (None = all); the top layers add little.
     stats_layers: list[int] | None = None
+    #: "lr": fit the stats branch as a standardised logistic regression (C = stats_c) on the training
+    #: clips after the CNN branches train, the logits then add; "sgd": train it jointly with the rest.
+    stats_fit: Literal["lr", "sgd"] = "sgd"
+    stats_c: float = Field(0.01, gt=0)
 
 
 class TrainConfig(_Section):

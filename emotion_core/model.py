@@ -9,6 +9,7 @@ clip at a time.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -107,14 +108,25 @@ class StatsBranch(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.linear = nn.Linear(dim, NUM_EMOTIONS)
 
-    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def features(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """[B, L' * 2D] per-layer mean ‖ std over real frames (before standardisation)."""
         h = hidden[:, self.layers]  # [B, L', T, D]
         m = mask[:, None, :, None].to(h.dtype)
         n = m.sum(2).clamp(min=1.0)
         mean = (h * m).sum(2) / n
         std = ((((h - mean[:, :, None]) ** 2) * m).sum(2) / n + 1e-5).sqrt()
-        stats = torch.cat([mean, std], dim=-1).flatten(1)
-        return self.linear(self.dropout(self.norm(stats)))
+        return torch.cat([mean, std], dim=-1).flatten(1)
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.dropout(self.norm(self.features(hidden, mask))))
+
+    @torch.no_grad()
+    def set_logistic_regression(self, mean: "np.ndarray", var: "np.ndarray", coef: "np.ndarray", intercept: "np.ndarray") -> None:
+        """Install a fitted StandardScaler + LogisticRegression: the branch then computes its logits exactly."""
+        self.norm.running_mean.copy_(torch.as_tensor(mean))
+        self.norm.running_var.copy_(torch.as_tensor(var) - self.norm.eps)
+        self.linear.weight.copy_(torch.as_tensor(coef))
+        self.linear.bias.copy_(torch.as_tensor(intercept))
 
 
 class HybridEmotionCNN(nn.Module):
@@ -132,6 +144,8 @@ class HybridEmotionCNN(nn.Module):
         fused = (self.frames.out_dim if self.frames else 0) + (self.mel.out_dim if self.mel else 0)
         self.classifier = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(fused, NUM_EMOTIONS)) if fused else None
         self.stats = StatsBranch(num_layers, hidden_size, cfg) if cfg.use_stats_branch else None
+        #: Off while the CNN branches train when the stats branch is fit in closed form (stats_fit="lr").
+        self.stats_enabled = True
 
     def forward(
         self, hidden: torch.Tensor, lengths: torch.Tensor, mel: torch.Tensor, mel_lengths: torch.Tensor
@@ -144,11 +158,14 @@ class HybridEmotionCNN(nn.Module):
         if self.mel is not None:
             parts.append(self.mel(mel, mel_lengths))
         logits = self.classifier(torch.cat(parts, dim=-1)) if self.classifier is not None else 0.0
-        return logits + self.stats(hidden, mask) if self.stats is not None else logits
+        if self.stats is None or not self.stats_enabled:
+            return logits
+        return logits + self.stats(hidden, mask)
 
 
 def count_trainable_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """Every parameter the head learns from data, including a stats branch fit in closed form."""
+    return sum(p.numel() for p in model.parameters())
 
 
 if __name__ == "__main__":  # `python -m emotion_core.model` prints the parameter budget

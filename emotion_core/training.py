@@ -12,7 +12,6 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from emotion_core import metrics
 from emotion_core.config import ModelConfig, TrainConfig
 from emotion_core.embeddings import ClipFeatures
 from emotion_core.features import MEL_FRAME_RATE
@@ -118,6 +117,13 @@ def fit(
         optimizer, max_lr=train_cfg.lr, total_steps=train_cfg.epochs * steps_per_epoch, pct_start=0.1
     )
     max_mel = int(train_cfg.crop_seconds * MEL_FRAME_RATE)
+    closed_form_stats = model.stats is not None and model_cfg.stats_fit == "lr"
+    if closed_form_stats:
+        model.stats_enabled = False
+        model.stats.requires_grad_(False)
+        if model.classifier is None:  # stats branch alone: nothing to train by gradient
+            _fit_stats_lr(model, clips, labels, model_cfg.stats_c, train_cfg.seed)
+            return TrainResult(model=model.eval(), best_epoch=0, history=[])
     y = torch.tensor(labels, dtype=torch.long)
 
     best = (-1.0, 0, copy.deepcopy(model.state_dict()))  # (val UA, epoch, weights)
@@ -142,6 +148,8 @@ def fit(
         row = {"train_loss": loss_sum / total, "train_acc": correct / total, "lr": scheduler.get_last_lr()[0]}
         if len(val_clips):
             val_logits = predict_logits(model, val_clips)
+            from emotion_core import metrics  # here, not at import: sklearn costs the serving path (collate) ~70 MB
+
             row.update({f"val_{k}": v for k, v in metrics.summary(val_labels, val_logits.argmax(-1)).items()})
             row["val_loss"] = float(nn.functional.cross_entropy(torch.from_numpy(val_logits), torch.as_tensor(val_labels)))
             if row["val_ua"] > best[0]:
@@ -158,4 +166,26 @@ def fit(
     else:
         best_epoch = len(history)
     model.eval()
+    if closed_form_stats:
+        _fit_stats_lr(model, clips, labels, model_cfg.stats_c, train_cfg.seed)
     return TrainResult(model=model, best_epoch=best_epoch, history=history)
+
+
+@torch.inference_mode()
+def _fit_stats_lr(model: HybridEmotionCNN, clips: Sequence[ClipFeatures], labels: np.ndarray, c: float, seed: int) -> None:
+    """Fit the stats branch as StandardScaler + LogisticRegression on whole training clips (the linear
+    probe, made part of the model) and switch it on: final logits = CNN logits + probe logits."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    feats = []
+    for i in range(0, len(clips), 64):
+        batch = collate(clips[i : i + 64])
+        mask = torch.arange(batch.hidden.shape[2])[None, :] < batch.lengths[:, None]
+        feats.append(model.stats.features(batch.hidden, mask).numpy())
+    x = np.concatenate(feats).astype(np.float64)
+    scaler = StandardScaler().fit(x)
+    lr = LogisticRegression(C=c, max_iter=3000, random_state=seed).fit(scaler.transform(x), labels)
+    var = np.where(scaler.var_ > 0, scaler.var_, 1.0)
+    model.stats.set_logistic_regression(scaler.mean_, var, lr.coef_, lr.intercept_)
+    model.stats_enabled = True
