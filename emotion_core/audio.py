@@ -200,6 +200,8 @@ def _decode_pyav(data: str | io.BytesIO, max_seconds: float | None) -> tuple[np.
                 chunks.append(_frame_to_mono(frame))
                 total += len(chunks[-1])
                 _check_length(total, rate, max_seconds)
+            # read while the container is open: after close, PyAV's stream fields are freed memory
+            known = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
     except AudioError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as exc:  # ValueError: PyAV's own format probing
@@ -207,10 +209,10 @@ def _decode_pyav(data: str | io.BytesIO, max_seconds: float | None) -> tuple[np.
     if rate is None:
         raise AudioError("empty audio: no audio frames could be decoded")
     mono = np.concatenate(chunks)  # already mono per frame, so a mid-stream layout change is harmless
-    if stream.duration and stream.time_base:
+    if known:
         # AAC in mp4/m4a: the container knows the true length, but FFmpeg still returns the encoder's
         # padding in the last frame. Trim only that (less than one frame), never trust a rough estimate.
-        surplus = len(mono) - round(stream.duration * stream.time_base * rate)
+        surplus = len(mono) - round(known * rate)
         if 0 < surplus < len(chunks[-1]):
             mono = mono[:-surplus]
     return mono, rate
@@ -266,4 +268,6 @@ def _finish(mono: np.ndarray, rate: int) -> np.ndarray:
     _check_rate(rate)
     if rate != SAMPLE_RATE:
         mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ")
+        if mono.size == 0:  # a few samples at a high rate resample to nothing
+            raise AudioError("empty audio: too few samples to resample to 16 kHz")
     return np.ascontiguousarray(mono, dtype=np.float32)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import librosa
 import numpy as np
 import torch
 
@@ -17,10 +16,36 @@ N_MELS = 80
 MEL_FRAME_RATE = SAMPLE_RATE / HOP_LENGTH
 
 
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (librosa's default, htk=False): linear below 1 kHz, logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    linear = hz / (200.0 / 3)
+    log_part = 15.0 + np.log(np.maximum(hz, 1000.0) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(hz >= 1000.0, log_part, linear)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    return np.where(mel >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0)), mel * (200.0 / 3))
+
+
+def mel_filterbank(sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS) -> np.ndarray:
+    """[n_mels, n_fft // 2 + 1] float32: librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels) — the
+    Slaney-normalised triangles Whisper uses — in numpy (librosa pulls in numba: ~80 MB of serving RSS).
+    tests/test_audio.py checks it against librosa."""
+    fft_freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
+    mel_freqs = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(sr / 2.0), n_mels + 2))
+    fdiff = np.diff(mel_freqs)
+    ramps = mel_freqs[:, None] - fft_freqs[None, :]
+    # float32 triangles, then normalised in place, in librosa's order: bit-identical to its filterbank.
+    weights = np.maximum(0.0, np.minimum(-ramps[:-2] / fdiff[:-1, None], ramps[2:] / fdiff[1:, None])).astype(np.float32)
+    weights *= (2.0 / (mel_freqs[2 : n_mels + 2] - mel_freqs[:n_mels]))[:, None]  # Slaney area normalisation
+    return weights
+
+
 @lru_cache(maxsize=1)
 def _mel_filters() -> torch.Tensor:
-    # Whisper uses librosa's Slaney-normalised filterbank with these exact settings.
-    return torch.from_numpy(librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS)).float()
+    return torch.from_numpy(mel_filterbank())
 
 
 @lru_cache(maxsize=1)

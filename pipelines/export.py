@@ -64,26 +64,38 @@ def compare(reference, candidate, paths: Sequence[str | Path], progress: bool = 
     """Full-predictor agreement of `candidate` with `reference` on audio files (same decoding for both)."""
     from tqdm.auto import tqdm
 
-    from emotion_core.audio import load_audio
+    from emotion_core.audio import AudioError, load_audio
 
-    ref, got, seconds = [], [], {"reference": 0.0, "candidate": 0.0}
+    ref, got, seconds, rejected = [], [], {"reference": 0.0, "candidate": 0.0}, 0
     for path in tqdm(list(paths), desc="agreement", unit="clip", disable=not progress):
         audio = load_audio(path)
-        for name, predictor, out in (("reference", reference, ref), ("candidate", candidate, got)):
+        pair = []
+        for name, predictor in (("reference", reference), ("candidate", candidate)):
             started = time.perf_counter()
-            out.append(predictor.probabilities(audio))
+            try:
+                pair.append(predictor.probabilities(audio))
+            except AudioError as exc:  # e.g. the VAD finds no speech: decided before the encoder, so by both
+                pair.append(type(exc).__name__)
             seconds[name] += time.perf_counter() - started
+        if isinstance(pair[0], str) or isinstance(pair[1], str):
+            if not (isinstance(pair[0], str) and pair[0] == pair[1]):
+                raise AssertionError(f"{path}: reference {pair[0]!r} but candidate {pair[1]!r}")
+            rejected += 1
+            continue
+        ref.append(pair[0])
+        got.append(pair[1])
     ref_p, got_p = np.stack(ref), np.stack(got)
     diff = np.abs(ref_p - got_p).max(axis=1)
     return {
         "clips": len(ref_p),
+        "rejected_by_both": rejected,
         "top1_agreement": float((ref_p.argmax(1) == got_p.argmax(1)).mean()),
         "disagreements": int((ref_p.argmax(1) != got_p.argmax(1)).sum()),
         "max_prob_diff": float(diff.max()),
         "mean_max_prob_diff": float(diff.mean()),
         "p99_max_prob_diff": float(np.percentile(diff, 99)),
-        "reference_ms_per_clip": 1000 * seconds["reference"] / len(ref_p),
-        "candidate_ms_per_clip": 1000 * seconds["candidate"] / len(ref_p),
+        "reference_ms_per_clip": 1000 * seconds["reference"] / (len(ref_p) + rejected),
+        "candidate_ms_per_clip": 1000 * seconds["candidate"] / (len(ref_p) + rejected),
     }
 
 

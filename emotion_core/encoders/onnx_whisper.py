@@ -262,7 +262,19 @@ def session_options(threads: int | None = None, spinning: bool = True):
     # Worker threads spin briefly between ops (lower latency); off, they sleep (less CPU when idle/shared).
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     options.log_severity_level = 3  # errors only
+    # No arena: it would keep the largest activations ever seen (a 30 s clip's) for the process's life;
+    # plain malloc/free measured as fast here, and 15-20 MB lighter.
+    options.enable_cpu_mem_arena = False
     return options
+
+
+def _release_freed_heap() -> None:
+    """Hand freed heap pages back to the OS (glibc's malloc_trim; a no-op elsewhere): ~15 MB of RSS."""
+    import ctypes
+    import ctypes.util
+
+    with contextlib.suppress(OSError, AttributeError, TypeError):
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
 
 
 class OnnxWhisperEncoder(SpeechEncoder):
@@ -302,6 +314,7 @@ class OnnxWhisperEncoder(SpeechEncoder):
             torch.set_num_threads(torch_threads)
         if warmup:  # first-run allocations and kernel selection happen here, not in the first request
             self.encode(np.zeros(3 * features.SAMPLE_RATE, np.float32) + 1e-3)
+        _release_freed_heap()  # the parsed model protobuf, the warm-up's buffers
 
     def encode(self, audio: np.ndarray, log_mel: torch.Tensor | None = None) -> torch.Tensor:
         if log_mel is None:
