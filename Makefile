@@ -11,6 +11,8 @@
 #   make test        fast tests + one real shrunk end-to-end run (what CI runs)
 #   make test-slow   the slow marker: full cross-validation, Optuna, load tests
 #   make loadtest    8 clients x 60 s against a fresh local server: p50/p95, errors, RSS before/after
+#   make bench       (a) HF way vs (b) torch fp32 vs (c) ONNX int8, one run → reports/benchmark.md (BENCH=--quick)
+#   make export      validate the int8 ONNX encoder against torch and log it with emotion-cnn@champion
 #   make clients     regenerate clients/typescript/ + the web demo's api.js from the Python sources
 #   make clients-deps  Node packages (npm ci: typescript, playwright-core) + Debian's chromium, for the tests
 
@@ -20,7 +22,7 @@ BIN := $(VENV)/bin
 CONFIG ?= default
 RUN := $(BIN)/python -m
 
-.PHONY: install prepare embed train evaluate crossval tune ablate notebooks register all serve build mlflow-ui test test-slow clean-cache loadtest \
+.PHONY: install prepare embed train evaluate crossval tune ablate notebooks register all serve build mlflow-ui test test-slow clean-cache loadtest bench export \
 	clients clients-deps
 
 install: $(VENV)/.installed
@@ -61,6 +63,10 @@ test-slow: install
 	$(BIN)/python -m pytest -m slow -s
 loadtest: install
 	$(RUN) pipelines.loadtest --clients 8 --seconds 60
+bench: install
+	$(RUN) pipelines.benchmark $(BENCH)
+export: install
+	$(RUN) pipelines.export
 
 clients: install
 	$(RUN) emotion_core.clients

@@ -171,3 +171,32 @@ def test_embedding_cache_stays_fp32_torch(onnx_int8, torch_encoder, ravdess_mani
     scratch = EmbeddingCache(onnx_int8, root=tmp_path / "scratch")  # an explicit scratch root is fine
     assert scratch.build(manifest, progress=False) == {"cached": 0, "encoded": 1}
     assert EmbeddingCache(torch_encoder).root == EmbeddingCache(onnx_int8).root  # reading: same weights, same cache
+
+
+def test_mel_filterbank_is_librosas():
+    """features builds Whisper's filterbank in numpy (librosa imports numba: ~80 MB of serving RSS)."""
+    import librosa
+
+    for sr, n_fft, n_mels in ((16000, 400, 80), (16000, 400, 128), (22050, 2048, 64)):
+        assert np.array_equal(features.mel_filterbank(sr, n_fft, n_mels), librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels))
+
+
+def test_serving_path_stays_light(onnx_int8):
+    """Predicting with the ONNX encoder imports neither transformers, numba/librosa nor sklearn (each costs
+    the serving process 70-150 MB of RSS)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from emotion_core.encoders import load_encoder\n"
+        "from emotion_core.embeddings import extract_features\n"
+        "from emotion_core.training import collate\n"
+        "from emotion_core.model import HybridEmotionCNN\n"
+        "feats = extract_features(load_encoder(), np.zeros(16000, np.float32) + 1e-3)\n"
+        "collate([feats]).logits(HybridEmotionCNN(7, 512).eval())\n"
+        "print(sorted(m for m in ('transformers', 'numba', 'librosa', 'sklearn') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
