@@ -307,9 +307,10 @@ def test_load_encoder_shared_instance(whisper_cache, monkeypatch):
     monkeypatch.setenv("EMOTION_CACHE_DIR", str(whisper_cache))
     clear_encoder_cache()
     try:
-        encoder = load_encoder()
-        assert isinstance(encoder, WhisperBaseEncoder) and load_encoder("whisper-base") is encoder
-        assert (encoder.name, encoder.frame_rate, encoder.max_seconds) == ("whisper-base", 50.0, 30.0)
+        encoder = load_encoder(runtime="torch")  # the default runtime (ONNX): tests/test_onnx_encoder.py
+        assert isinstance(encoder, WhisperBaseEncoder) and load_encoder("whisper-base", runtime="torch") is encoder
+        assert load_encoder("whisper-base", runtime="torch", num_layers=7) is encoder
+        assert (encoder.name, encoder.frame_rate, encoder.max_seconds, encoder.runtime) == ("whisper-base", 50.0, 30.0, "torch")
     finally:
         clear_encoder_cache()
 

@@ -10,9 +10,10 @@
 * **int8.** Dynamic quantisation of the 36 linears (weights QUInt8 per output channel, activations
   quantised per call; the convolutions and attention products stay fp32), except `FP32_LINEARS`:
   layer 3's fc2 carries Whisper's outlier activations (input peak/RMS ≈ 120 against ≈ 10 elsewhere) and,
-  quantised, caused most of the error that reaches the head — kept in fp32, the full predictor's top-1
-  agreement with the fp32 torch path went from 98.9 % to 100 % (logit RMSE 0.19 → 0.077) on RAVDESS
-  clips. QUInt8 weights because QInt8 ones (u8s8) can saturate in the AVX2 kernels without VNNI.
+  quantised, caused most of the error that reaches the head (a per-layer sensitivity sweep). With it in
+  fp32 and per-channel weights, the v2 champion's top-1 agreement with the fp32 torch path went from
+  98.9 % (all linears int8, per tensor; logit RMSE 0.19) to 99.7 % on 720 RAVDESS clips (RMSE 0.076).
+  QUInt8 weights because QInt8 ones (u8s8) can saturate in the AVX2 kernels without VNNI.
 * **Cache.** `cache_dir()/encoders/whisper-base-<fingerprint>-onnx<EXPORT_VERSION>/`, one file per
   (num_layers, precision), written atomically like the Whisper conversion; every later start only loads
   it (no torch weights, no transformers import: ~150 MB less RSS). `EMOTION_ONNX_DIR` (or `onnx_dir=`)
@@ -20,9 +21,10 @@
   registered model; a file is used only if the weights fingerprint stored inside it matches.
 * **Runtime.** One `InferenceSession` per encoder, created once: intra-op threads = usable cores (≤ 4,
   `EMOTION_ONNX_THREADS` overrides), one inter-op thread, sequential execution, all graph optimisations,
-  and a warm-up run at construction so the first request pays no first-run allocation. Loading it sets
-  torch to one intra-op thread (`EMOTION_TORCH_THREADS`, 0 = leave): torch then only computes the log-mel
-  and the head, and its thread pool would otherwise contend with ORT's.
+  no spin-waiting between ops (`EMOTION_ONNX_SPIN=1` turns it on), no memory arena, and a warm-up run at
+  construction so the first request pays no first-run allocation. Loading it sets torch to one intra-op
+  thread (`EMOTION_TORCH_THREADS`, 0 = leave): torch then only computes the log-mel and the head, and its
+  thread pool would otherwise contend with ORT's.
 
 The fingerprint is the *weights'* fingerprint (the same as the torch encoder's), so heads trained on the
 fp32 torch features load unchanged; `runtime` ("onnx-int8" / "onnx-fp32") says what computes them. The
@@ -251,15 +253,20 @@ def exported_model(num_layers: int = TOTAL_STATES, precision: str = "int8", cach
     return int8
 
 
-def session_options(threads: int | None = None, spinning: bool = True):
+def session_options(threads: int | None = None, spinning: bool | None = None):
     import onnxruntime as ort
+
+    if spinning is None:
+        spinning = os.environ.get("EMOTION_ONNX_SPIN", "0") == "1"
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or default_threads()
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Worker threads spin briefly between ops (lower latency); off, they sleep (less CPU when idle/shared).
+    # Spinning worker threads shave a little latency on an idle machine but fight every other process for
+    # the cores: on this shared 2-core box the 3 s encoder p50 was 67 ms without vs 107 ms with (measured
+    # interleaved). Off by default; EMOTION_ONNX_SPIN=1 turns it on.
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     options.log_severity_level = 3  # errors only
     # No arena: it would keep the largest activations ever seen (a 30 s clip's) for the process's life;
