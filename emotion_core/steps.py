@@ -260,10 +260,11 @@ def update_readme_cv(report: dict[str, Any]) -> bool:
 
 
 def register(cfg: ExperimentConfig, metric: str | None = None) -> dict[str, Any]:
-    """The best train run of this config → `emotion-cnn@champion`. Ranked by its cross-validated UA when the
-    config trains on all actors (no test fold), else by the held-out test UA."""
-    metric = metric or ("test_ua" if cfg.data.test_folds else "cv_ua_mean")
-    result = tracking.register_best(TRAIN_EXPERIMENT, cfg.name, metric=metric)
+    """A train run of this config → `emotion-cnn@champion`, with a generated model card."""
+    if cfg.data.test_folds:  # runs share held-out actors: the best one by its test score
+        result = tracking.register_best(TRAIN_EXPERIMENT, cfg.name, metric=metric or "test_ua")
+    else:  # trained on all actors: the latest run, tagged with the config's cross-validated quality
+        result = tracking.register_best(TRAIN_EXPERIMENT, cfg.name, metric=None, extra_tags=_cv_metrics(cfg))
     card = reports_dir(cfg) / "model_card.md"
     card.write_text(model_card(cfg, result))
     tracking.describe_version(result["version"], card.read_text())

@@ -58,33 +58,37 @@ def log_model(model: Any, meta: ModelMeta) -> str:
     return info.model_uri
 
 
-def register_best(experiment: str, config: str, metric: str = "test_ua", uri: str | None = None) -> dict[str, Any]:
-    """Register the model of the `config` run with the highest `metric` in `experiment` as
-    emotion-cnn@champion (runs of one config share their test actors, so their metrics compare)."""
+def register_best(experiment: str, config: str, metric: str = "test_ua", uri: str | None = None,
+                  extra_tags: dict[str, float] | None = None) -> dict[str, Any]:
+    """Register a `config` run's model as emotion-cnn@champion: the run with the highest `metric` (runs of one
+    config share their test actors, so their metrics compare), or, with metric=None, the latest finished run
+    (a config trained on all actors, whose quality is its cross-validation: pass it as `extra_tags`)."""
     setup(experiment, uri)
     client = MlflowClient()
     exp = client.get_experiment_by_name(experiment)
+    condition = f" and metrics.{metric} >= 0" if metric else ""
     runs = client.search_runs(
         [exp.experiment_id],
-        filter_string=f"tags.config = '{config}' and tags.`{MODEL_URI_TAG}` != '' and metrics.{metric} >= 0",
-        order_by=[f"metrics.{metric} DESC", "attributes.start_time DESC"],
+        filter_string=f"tags.config = '{config}' and tags.`{MODEL_URI_TAG}` != '' and attributes.status = 'FINISHED'{condition}",
+        order_by=([f"metrics.{metric} DESC"] if metric else []) + ["attributes.start_time DESC"],
         max_results=1,
     )
     if not runs:
         raise LookupError(
-            f"no {config!r} run in experiment {experiment!r} has a logged model and metric {metric!r}: "
-            "run the train and evaluate pipelines first"
+            f"no finished {config!r} run in experiment {experiment!r} has a logged model"
+            + (f" and metric {metric!r}" if metric else "") + ": run the train (and evaluate) pipelines first"
         )
     best = runs[0]
     version = mlflow.register_model(best.data.tags[MODEL_URI_TAG], REGISTERED_MODEL_NAME,
-                                    tags={metric: f"{best.data.metrics[metric]:.4f}", "run_id": best.info.run_id})
+                                    tags={"run_id": best.info.run_id, "config": config})
     client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, version.version)
-    for key in ("test_ua", "test_wa", "test_macro_f1", "cv_ua_mean", "cv_ua_std", "cv_wa_mean", "cv_macro_f1_mean",
-                "cv_probe_ua_mean", "cv_ece_after", "random_split_wa", "temperature"):
-        if key in best.data.metrics:
-            client.set_model_version_tag(REGISTERED_MODEL_NAME, version.version, key, f"{best.data.metrics[key]:.4f}")
+    tags = {k: v for k, v in best.data.metrics.items()
+            if k in ("test_ua", "test_wa", "test_macro_f1", "temperature", "trainable_params")}
+    tags.update(extra_tags or {})
+    for key, value in tags.items():
+        client.set_model_version_tag(REGISTERED_MODEL_NAME, version.version, key, f"{value:.4f}")
     return {"name": REGISTERED_MODEL_NAME, "version": version.version, "alias": CHAMPION_ALIAS,
-            "run_id": best.info.run_id, metric: best.data.metrics[metric]}
+            "run_id": best.info.run_id, **({metric: best.data.metrics[metric]} if metric else {}), **(extra_tags or {})}
 
 
 def describe_version(version: str | int, text: str) -> None:
