@@ -47,7 +47,7 @@ tune: install
 register: install
 	$(RUN) pipelines.register --config $(CONFIG)
 
-all: prepare embed crossval train register
+all: prepare embed crossval train register export
 	@echo "Done: emotion-cnn@champion is registered. Serve it with: make serve"
 
 serve: install

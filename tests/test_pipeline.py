@@ -66,7 +66,7 @@ def test_served_prediction_equals_evaluated(smoke_run, smoke_cfg, monkeypatch):
     predictor = Predictor.from_uri()  # models:/emotion-cnn@champion in the test store
     test = make_splits(smoke_cfg).test.iloc[::15]
     model, meta = load_model_dir(Path(mlflow.artifacts.download_artifacts(smoke_run["train"]["model_uri"])))
-    logits = predict_logits(model, EmbeddingCache(predictor.encoder).load(test))
+    logits = predict_logits(model, EmbeddingCache(predictor.encoder).load(test)) / meta.temperature  # calibrated
     cached_probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
     for row, expected in zip(test.itertuples(), cached_probs):
         served = predictor.predict(row.path)
