@@ -410,7 +410,7 @@ def markdown(r: dict) -> str:
              f"Load average {m['load_average_start']} at the start, {r['load_average_end']} at the end"
              + (" — **the machine was shared with other work**, so absolute times are noisy; the ratios come from "
                 "variants measured interleaved in the same rounds." if max(m["load_average_start"][0], r["load_average_end"][0]) > 0.8 * m["cores"] else ".")
-             + f" Mode: {'quick' if r['quick'] else 'full'}; {r['seconds']:.0f} s in all.", "",
+             + f" Model `{r['model_uri']}`. Mode: {'quick' if r['quick'] else 'full'}; {r['seconds']:.0f} s in all.", "",
              "**In-process latency** of `predict(path)` (decode → log-mel → encoder → head), ms, p50 / p95:", "",
              "| clip | (a) HF way: pad to 30 s, fp32 | (b) torch fp32, own length | (c) ONNX int8 | (c') ONNX fp32 | (a)/(c) | (b)/(c) |",
              "|---|---|---|---|---|---|---|"]
@@ -484,6 +484,23 @@ def readme_text(r: dict) -> str:
 # ------------------------------------------------------------------------------------------------ main
 
 
+def pin_model() -> str:
+    """models:/name@alias → models:/name/<version> in $EMOTION_MODEL_URI for this run and its subprocesses, so
+    every section measures the same model even if the alias moves meanwhile."""
+    import mlflow
+
+    from emotion_core.config import model_uri
+    from pipelines.export import _model_version
+
+    uri = model_uri()
+    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_registry_uri(tracking_uri())
+    version = _model_version(uri) if "@" in uri else None
+    pinned = f"models:/{version.name}/{version.version}" if version else uri
+    os.environ["EMOTION_MODEL_URI"] = pinned
+    return pinned
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smaller samples everywhere (a few minutes)")
@@ -500,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
          "cli": 30 if q else 200, "agree": args.agreement_clips or (120 if q else 1440), "embed": 120 if q else 1440,
          "enc": 10 if q else 30}
     started = time.perf_counter()
-    result: dict[str, Any] = {"quick": q, "machine": machine(), "samples": n}
+    result: dict[str, Any] = {"quick": q, "machine": machine(), "samples": n, "model_uri": pin_model()}
     log(f"machine: {result['machine']}")
     workdir = Path(tempfile.mkdtemp(prefix="emotion-bench-"))
     try:
