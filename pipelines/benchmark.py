@@ -88,20 +88,31 @@ def machine() -> dict[str, Any]:
 
 
 def make_clips(folder: Path, per_length: int) -> dict[int, list[Path]]:
-    """1 s / 3 s excerpts from the middle of RAVDESS clips and 10 s of one actor's clips joined (16 kHz wav)."""
+    """1 s / 3 s excerpts centred on the speech of RAVDESS clips (the predictor's VAD must find speech in
+    them) and 10 s of one actor's clips joined; 16 kHz 16-bit wav, `per_length` actors each."""
     from emotion_core.audio import load_audio
     from emotion_core.data import read_ravdess
+    from emotion_core.vad import speech_segments
+
+    def excerpt(audio: np.ndarray, seconds: int) -> np.ndarray:
+        longest = max(speech_segments(audio), key=lambda seg: seg.duration)
+        centre = int((longest.start + longest.end) / 2 * 16000)
+        start = min(max(0, centre - seconds * 8000), len(audio) - seconds * 16000)
+        return audio[start : start + seconds * 16000]
 
     manifest = read_ravdess(data_dir() / "ravdess").sort_values("path")
     out: dict[int, list[Path]] = {n: [] for n in LENGTHS}
     for i, actor in enumerate(sorted(manifest["actor"].unique())[:per_length]):
         rows = manifest[(manifest["actor"] == actor) & (manifest["emotion"] != "neutral")]
-        audio = [load_audio(p) for p in rows["path"].iloc[i * 4 : i * 4 + 4]]
-        mid = len(audio[0]) // 2
-        pieces = {1: audio[0][mid - 8000 : mid + 8000], 3: audio[1][len(audio[1]) // 2 - 24000 : len(audio[1]) // 2 + 24000],
-                  10: np.concatenate(audio)[: 10 * 16000]}
+        audio = []
+        for path in rows["path"].iloc[i * 4 :]:  # the first 4 clips the VAD hears speech in
+            if speech_segments(x := load_audio(path)):
+                audio.append(x)
+            if len(audio) == 4:
+                break
+        pieces = {1: excerpt(audio[0], 1), 3: excerpt(audio[1], 3), 10: np.concatenate(audio)[: 10 * 16000]}
         for n, x in pieces.items():
-            assert len(x) == n * 16000, (n, len(x))
+            assert len(x) == n * 16000 and speech_segments(x), (actor, n, len(x))
             path = folder / f"clip{n}s-{actor:02d}.wav"
             sf.write(path, x, 16000, subtype="PCM_16")
             out[n].append(path)
