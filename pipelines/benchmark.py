@@ -234,17 +234,25 @@ class Server:
         return {"worker_mb": round(max(rss) / 2**20, 1), "tree_mb": round(sum(rss) / 2**20, 1), "processes": len(rss)}
 
     def stop(self) -> None:
+        """SIGTERM the server's process group, SIGKILL what is left after 30 s; workers that sit in a group of
+        their own are found as children first and ended by pid."""
+        import psutil
+
+        try:
+            children = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.Error:
+            children = []
         for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                break
+            for child in children:
+                with contextlib.suppress(psutil.Error):
+                    child.send_signal(sig)
             deadline = time.monotonic() + grace
             while time.monotonic() < deadline:
                 self.proc.poll()
-                try:
-                    os.killpg(self.proc.pid, 0)
-                except ProcessLookupError:
+                if self.proc.returncode is not None and not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE
+                                                                for c in children):
                     break
                 time.sleep(0.2)
             else:
@@ -523,6 +531,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=REPORTS_DIR)
     p.add_argument("--no-readme", action="store_true", help="don't rewrite the README's generated benchmark section")
     args = p.parse_args(argv)
+    # SIGTERM → SystemExit, so the `finally` blocks still stop the servers and remove the scratch folder.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     q = args.quick
     n = {"a": 3 if q else 10, "bc": 10 if q else 40, "http": 8 if q else 30, "rss": 200 if q else 1000,
          "cli": 30 if q else 200, "agree": args.agreement_clips or (120 if q else 1440), "embed": 120 if q else 1440,
@@ -531,6 +541,11 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"quick": q, "machine": machine(), "samples": n, "model_uri": pin_model()}
     log(f"machine: {result['machine']}")
     workdir = Path(tempfile.mkdtemp(prefix="emotion-bench-"))
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    def checkpoint() -> None:  # what is measured so far survives a crash (benchmark.partial.json)
+        (args.out / "benchmark.partial.json").write_text(json.dumps(result, indent=2, default=str))
+
     try:
         clips = make_clips(workdir, per_length=3 if q else 5)
 
@@ -545,6 +560,7 @@ def main(argv: list[str] | None = None) -> int:
              "c_onnx_int8": (c.predict, 1), "c_onnx_fp32": (c2.predict, 1)},
             clips, {"a_hf_way": n["a"], "b_torch_fp32": n["bc"], "c_onnx_int8": n["bc"], "c_onnx_fp32": n["bc"]})
         log(f"  {json.dumps({k: v['3s']['p50'] for k, v in result['in_process'].items()})} (3 s p50, ms)")
+        checkpoint()
         log("encoder alone, 3 s")
         result["encoder_only"] = encoder_only(clips, n["enc"])
 
@@ -553,6 +569,7 @@ def main(argv: list[str] | None = None) -> int:
         with torch_threads(CORES):  # (b)'s setting; (c) runs in ORT, its torch part is tiny either way
             result["agreement"] = compare(b, c, ravdess_paths(every))
         log(f"  {result['agreement']}")
+        checkpoint()
         del a, c2
 
         if not args.skip_http:
@@ -567,6 +584,7 @@ def main(argv: list[str] | None = None) -> int:
                     s.stop()
             log(f"  {json.dumps({k: v['3s']['p50'] for k, v in result['http']['latency'].items()})} (3 s p50, ms); "
                 f"RSS {result['http']['rss']['onnx']}")
+            checkpoint()
 
         if not args.skip_cli:
             log(f"batch CLI on {n['cli']} clips")
@@ -577,11 +595,13 @@ def main(argv: list[str] | None = None) -> int:
             one = next(folder.iterdir())
             result["cli"] = {rt: cli_throughput(folder, one, rt) for rt in ("torch", "onnx")}
             log(f"  {result['cli']}")
+            checkpoint()
 
         if not args.skip_embed:
             log(f"embedding {n['embed']} clips with the optimised encoder (scratch cache)")
             result["embedding"] = embedding_time(n["embed"], workdir)
             log(f"  {result['embedding']}")
+            checkpoint()
         if not args.skip_train:
             log("training one fold of the default config in a child process")
             result["training"] = training_peak_rss(q, workdir)
@@ -594,6 +614,7 @@ def main(argv: list[str] | None = None) -> int:
     result["bars"] = bars(result)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "benchmark.json").write_text(json.dumps(result, indent=2, default=str))
+    (args.out / "benchmark.partial.json").unlink(missing_ok=True)
     md = markdown(result)
     (args.out / "benchmark.md").write_text("# Inference benchmark\n\n" + md)
     if not args.no_readme:
