@@ -111,10 +111,14 @@ def speaker_adapted_probe(manifest: pd.DataFrame, clips: Sequence[ClipFeatures],
     uas = []
     for fold, test_actors in EMOBOX_FOLDS.items():
         test = np.isin(actors, test_actors)
+        if not test.any():  # a shrunk manifest lacks some folds
+            continue
         clf = probe.fit_probe(normed[~test], y[~test])
         pred, truth = [], []
         for a in test_actors:
             rows = np.flatnonzero(actors == a)
+            if len(rows) < 2:
+                continue
             for i in rows:
                 others = rows[rows != i]
                 pool = others if enrollment is None else rng.choice(others, size=min(enrollment, len(others)), replace=False)
