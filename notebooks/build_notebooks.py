@@ -50,6 +50,15 @@ NOTEBOOKS = {
 }
 
 
+def _strip_embedded_audio(nb: nbformat.NotebookNode) -> None:
+    """Players embed the clip itself (base64); RAVDESS is never copied into the repo, so the committed
+    outputs keep a note instead. Running the notebook brings the players back."""
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if "<audio" in str(out.get("data", {}).get("text/html", "")):
+                out["data"] = {"text/plain": "[audio player: run the cell to listen; not stored in the repo]"}
+
+
 def build(execute: bool = True, out_dir: Path = HERE, timeout: int = 600) -> list[Path]:
     paths = []
     for name, cells in NOTEBOOKS.items():
@@ -58,6 +67,7 @@ def build(execute: bool = True, out_dir: Path = HERE, timeout: int = 600) -> lis
         nb.cells = [nbformat.v4.new_markdown_cell(src) if kind == "md" else nbformat.v4.new_code_cell(src) for kind, src in cells]
         if execute:
             NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(HERE.parent)}}).execute()
+            _strip_embedded_audio(nb)
         path = out_dir / name
         nbformat.write(nb, path)
         paths.append(path)
