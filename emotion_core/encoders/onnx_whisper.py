@@ -324,17 +324,7 @@ class OnnxWhisperEncoder(SpeechEncoder):
         _release_freed_heap()  # the parsed model protobuf, the warm-up's buffers
 
     def encode(self, audio: np.ndarray, log_mel: torch.Tensor | None = None) -> torch.Tensor:
-        if log_mel is None:
-            if len(audio) > self.max_seconds * features.SAMPLE_RATE:
-                raise ValueError(
-                    f"audio is {len(audio) / features.SAMPLE_RATE:.1f} s; {self.name} takes at most "
-                    f"{self.max_seconds:.0f} s per call (split longer audio into windows)"
-                )
-            log_mel = features.log_mel(audio)
-        if log_mel.ndim != 2 or log_mel.shape[0] != features.N_MELS:
-            raise ValueError(f"log_mel must be [{features.N_MELS}, frames], got {tuple(log_mel.shape)}")
-        if log_mel.shape[1] > self._max_mel_frames:
-            raise ValueError(f"log_mel has {log_mel.shape[1]} frames; {self.name} takes at most {self._max_mel_frames}")
+        log_mel = whisper.checked_log_mel(audio, log_mel, self.name, self.max_seconds, self._max_mel_frames)
         mel = np.ascontiguousarray(log_mel.detach().numpy(), dtype=np.float32)[None]
         if mel.shape[2] < 2:  # the graph's smallest time axis; one mel frame is padded like a 2-frame clip
             mel = np.pad(mel, ((0, 0), (0, 0), (0, 2 - mel.shape[2])))

@@ -248,6 +248,23 @@ def whisper_hidden_states(encoder: WhisperEncoder, mel: torch.Tensor, num_states
     return torch.stack(states)
 
 
+def checked_log_mel(audio: np.ndarray, log_mel: torch.Tensor | None, name: str, max_seconds: float,
+                    max_mel_frames: int) -> torch.Tensor:
+    """The Whisper log-mel of `audio` (or the one given), refusing what the positional table can't hold."""
+    if log_mel is None:
+        if len(audio) > max_seconds * features.SAMPLE_RATE:
+            raise ValueError(
+                f"audio is {len(audio) / features.SAMPLE_RATE:.1f} s; {name} takes at most "
+                f"{max_seconds:.0f} s per call (split longer audio into windows)"
+            )
+        log_mel = features.log_mel(audio)
+    if log_mel.ndim != 2 or log_mel.shape[0] != features.N_MELS:
+        raise ValueError(f"log_mel must be [{features.N_MELS}, frames], got {tuple(log_mel.shape)}")
+    if log_mel.shape[1] > max_mel_frames:
+        raise ValueError(f"log_mel has {log_mel.shape[1]} frames; {name} takes at most {max_mel_frames}")
+    return log_mel
+
+
 class WhisperBaseEncoder(SpeechEncoder):
     """Frozen Whisper-base encoder (fp32, CPU) returning all 7 hidden states [7, frames, 512], or the first
     `num_layers` of them (the encoder then stops early)."""
@@ -276,17 +293,7 @@ class WhisperBaseEncoder(SpeechEncoder):
         self._max_mel_frames = 2 * self.model.config.max_source_positions
 
     def encode(self, audio: np.ndarray, log_mel: torch.Tensor | None = None) -> torch.Tensor:
-        if log_mel is None:
-            if len(audio) > self.max_seconds * features.SAMPLE_RATE:
-                raise ValueError(
-                    f"audio is {len(audio) / features.SAMPLE_RATE:.1f} s; {NAME} takes at most "
-                    f"{self.max_seconds:.0f} s per call (split longer audio into windows)"
-                )
-            log_mel = features.log_mel(audio)
-        if log_mel.ndim != 2 or log_mel.shape[0] != features.N_MELS:
-            raise ValueError(f"log_mel must be [{features.N_MELS}, frames], got {tuple(log_mel.shape)}")
-        if log_mel.shape[1] > self._max_mel_frames:
-            raise ValueError(f"log_mel has {log_mel.shape[1]} frames; {NAME} takes at most {self._max_mel_frames}")
+        log_mel = checked_log_mel(audio, log_mel, NAME, self.max_seconds, self._max_mel_frames)
         with torch.inference_mode():
             hidden = whisper_hidden_states(self.model, log_mel[None].float(), self.num_layers)[:, 0]
         # Clone outside inference mode (~2 MB for 3 s): inference tensors would break a trainable head fed
