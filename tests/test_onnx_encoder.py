@@ -106,7 +106,7 @@ def test_int8_predictor_agreement(smoke_run, ravdess_manifest):
     reference, candidate = predictor_for("torch"), predictor_for("onnx")
     paths = [RAVDESS / p for p in ravdess_manifest.sort_values("path")["path"].iloc[::40]]
     result = compare(reference, candidate, paths)
-    assert result["clips"] == 36
+    assert result["clips"] + result["rejected_by_both"] == 36 and result["clips"] >= 30  # VAD: no speech → both 4xx
     assert result["top1_agreement"] >= 0.97, result
     assert result["max_prob_diff"] < 0.15, result
 
