@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     fmt.add_argument("--json", action="store_true", help="one JSON array of results")
     fmt.add_argument("--csv", action="store_true", help="CSV with one probability column per emotion")
     p.add_argument("--model", default=None, help="model URI or directory (default: $EMOTION_MODEL_URI or models:/emotion-cnn@champion)")
+    p.add_argument("--enroll", action="append", default=[], metavar="FILE_OR_DIR",
+                   help="per-user calibration: unlabeled recordings of the one speaker in PATHS (≥ 5, 10+ better; "
+                        "repeatable). Predictions then come from the speaker-normalised probe")
     args = p.parse_args(argv)
 
     from emotion_core.audio import AudioError
@@ -45,10 +48,18 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         print(f"emotion-detect: no audio files ({', '.join(sorted(AUDIO_SUFFIXES))}) in {' '.join(args.paths)}", file=sys.stderr)
         return 2
+    speaker = None
+    if args.enroll:
+        try:
+            speaker = predictor.enroll(list(iter_audio_files(args.enroll)))
+        except (ValueError, AudioError) as exc:
+            print(f"emotion-detect: --enroll: {exc}", file=sys.stderr)
+            return 2
+        print(f"emotion-detect: speaker profile from {speaker.n_clips} recordings", file=sys.stderr)
     rows, failures = [], 0
     for path in files:
         try:
-            pred = predictor.predict(path)
+            pred = predictor.predict(path, speaker=speaker)
             rows.append({"path": str(path), **pred.model_dump(exclude={"status"})})
         except AudioError as exc:  # one bad file must not lose the others' results
             failures += 1

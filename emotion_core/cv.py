@@ -16,7 +16,7 @@ from emotion_core.config import ExperimentConfig
 from emotion_core.data import split_actors
 from emotion_core.embeddings import ClipFeatures
 from emotion_core.labels import EMOTIONS
-from emotion_core.training import fit, predict_logits, prepare
+from emotion_core.training import fit, predict_logits
 
 
 @dataclass
@@ -84,30 +84,30 @@ def random_split(cfg: ExperimentConfig, manifest: pd.DataFrame, clips: Sequence[
     from sklearn.model_selection import train_test_split
 
     y = manifest["label"].to_numpy()
-    idx = np.arange(len(manifest))
-    rest, te = train_test_split(idx, test_size=test_size, stratify=y, random_state=cfg.train.seed)
+    extra = manifest["fold"].isna().to_numpy()  # data.extra_train rows (TESS) only ever train
+    idx = np.flatnonzero(~extra)
+    rest, te = train_test_split(idx, test_size=test_size, stratify=y[idx], random_state=cfg.train.seed)
     tr, va = train_test_split(rest, test_size=0.1, stratify=y[rest], random_state=cfg.train.seed)
+    tr = np.concatenate([tr, np.flatnonzero(extra)]) if extra.any() else tr
     result = fit([clips[i] for i in tr], y[tr], cfg.model, cfg.train,
                  val_clips=[clips[i] for i in va], val_labels=y[va], progress=False)
     pred = predict_logits(result.model, [clips[i] for i in te]).argmax(-1)
     return metrics.summary(y[te], pred)
 
 
-def speaker_adapted_probe(manifest: pd.DataFrame, clips: Sequence[ClipFeatures], enrollment: int | None,
+def speaker_adapted_probe(manifest: pd.DataFrame, feats: np.ndarray, enrollment: int | None,
                           seed: int = 0) -> dict:
-    """Probe UA with per-speaker standardisation of pooled features. Training actors are normalised with
+    """Probe UA with per-speaker standardisation of pooled features (`feats`: `probe.pooled` rows). Training actors are normalised with
     all their clips; each test actor with the mean/std of `enrollment` of its OTHER clips (never labels,
     never the clip being scored; None = all its other clips). A per-user calibration, reported apart from
     the speaker-independent headline."""
     from emotion_core.data import EMOBOX_FOLDS
 
-    feats = probe.pooled(clips)
+    from emotion_core.speaker import SpeakerProfile, standardise_per_speaker
+
     y, actors = manifest["label"].to_numpy(), manifest["actor"].to_numpy()
     rng = np.random.default_rng(seed)
-    normed = feats.copy()
-    for a in np.unique(actors):
-        rows = actors == a
-        normed[rows] = (feats[rows] - feats[rows].mean(0)) / (feats[rows].std(0) + 1e-6)
+    normed = standardise_per_speaker(feats, actors)
     uas = []
     for fold, test_actors in EMOBOX_FOLDS.items():
         test = np.isin(actors, test_actors)
@@ -117,12 +117,12 @@ def speaker_adapted_probe(manifest: pd.DataFrame, clips: Sequence[ClipFeatures],
         pred, truth = [], []
         for a in test_actors:
             rows = np.flatnonzero(actors == a)
-            if len(rows) < 2:
+            if len(rows) < 3:
                 continue
             for i in rows:
                 others = rows[rows != i]
                 pool = others if enrollment is None else rng.choice(others, size=min(enrollment, len(others)), replace=False)
-                x = (feats[i] - feats[pool].mean(0)) / (feats[pool].std(0) + 1e-6)
+                x = SpeakerProfile.from_statistics(feats[pool]).standardise(feats[i])
                 pred.append(int(clf.predict(x[None])[0])), truth.append(y[i])
         uas.append(metrics.summary(np.array(truth), np.array(pred))["ua"])
     return {"enrollment": enrollment, "ua_mean": float(np.mean(uas)), "ua_std": float(np.std(uas))}
@@ -148,10 +148,14 @@ def run(cfg: ExperimentConfig, *, random_split_check: bool = True, adapted: Sequ
     start = time.perf_counter()
     tracking.setup("crossval")
     manifest = load_manifest(cfg.data).reset_index(drop=True)
-    clips = EmbeddingCache(load_encoder(cfg.encoder.name, runtime="torch")).load(manifest, progress=progress)
+    # One pass over the cache: the probe baseline reads the encoder's own frame rate, the head the pooled
+    # frames (pooled once here, not per fold; the encoder-rate corpus is never held whole).
+    probe_rows, clips = [], []
+    for clip in EmbeddingCache(load_encoder(cfg.encoder.name, runtime="torch")).iter(manifest, progress=progress):
+        probe_rows.append(probe.pooled([clip])[0])
+        clips.append(clip.pooled(cfg.model.frame_pool))
+    probe_features = np.stack(probe_rows)
     folds = [f for f in EMOBOX_FOLDS if (manifest["fold"] == f).any()]
-    probe_features = probe.pooled(clips)  # the baseline reads the encoder's own frame rate
-    clips = prepare(cfg.model, clips)  # pool frames once, not once per fold
     y = manifest["label"].to_numpy()
     out = reports_dir(cfg)
     results: list[FoldResult] = []
@@ -190,10 +194,13 @@ def run(cfg: ExperimentConfig, *, random_split_check: bool = True, adapted: Sequ
                                                         out / "reliability.png"),
         }
         report = {"config": cfg.name, "run_id": parent.info.run_id, "encoder": cfg.encoder.name,
-                  "n_clips": len(manifest), "folds": folds, "head": head, "probe": baseline, "calibration": calib}
+                  "n_clips": int(manifest["fold"].notna().sum()), "extra_train": list(cfg.data.extra_train),
+                  "n_extra_train_clips": int(manifest["fold"].isna().sum()), "folds": folds, "head": head, "probe": baseline, "calibration": calib}
         if random_split_check:
             report["random_split"] = random_split(cfg, manifest, clips)
-        report["speaker_adapted_probe"] = [speaker_adapted_probe(manifest, clips, k) for k in adapted]
+        corpus_rows = manifest["fold"].notna().to_numpy()  # without data.extra_train rows (no actor)
+        report["speaker_adapted_probe"] = [speaker_adapted_probe(manifest[corpus_rows], probe_features[corpus_rows], k)
+                                           for k in adapted]
         report["seconds"] = time.perf_counter() - start
         mlflow.log_metrics({"cv_ua_mean": head["ua_mean"], "cv_ua_std": head["ua_std"], "cv_wa_mean": head["wa_mean"],
                             "cv_macro_f1_mean": head["macro_f1_mean"], "probe_ua_mean": baseline["ua_mean"],

@@ -13,9 +13,9 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
@@ -23,6 +23,9 @@ from emotion_core.audio import load_audio
 from emotion_core.config import cache_dir
 from emotion_core.encoders import SpeechEncoder
 from emotion_core.features import log_mel
+
+if TYPE_CHECKING:  # pandas costs the serving process ~30 MB; only the cache's callers need it
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -89,16 +92,20 @@ class EmbeddingCache:
             os.replace(tmp, target)  # atomic: readers never see half a file
         return {"cached": len(manifest) - len(todo), "encoded": len(todo)}
 
-    def load(self, manifest: pd.DataFrame, progress: bool = False) -> list[ClipFeatures]:
-        """Cached features for each manifest row (float16 tensors, to keep a whole corpus in RAM)."""
+    def iter(self, manifest: pd.DataFrame, progress: bool = False) -> Iterator[ClipFeatures]:
+        """Cached features of each manifest row, one clip at a time (float16, as the encoder gave them)."""
         missing = [r.clip_id for r in manifest.itertuples() if not self.path_for(r.clip_id, r.path).exists()]
         if missing:
             raise FileNotFoundError(
                 f"{len(missing)} clips are not in the embedding cache {self.root} (e.g. {missing[0]}); "
                 "run `python -m pipelines.embed` with the same config first"
             )
-        out = []
         for row in tqdm(list(manifest.itertuples()), desc="load cache", unit="clip", disable=not progress):
             with np.load(self.path_for(row.clip_id, row.path)) as z:
-                out.append(ClipFeatures(hidden=torch.from_numpy(z["hidden"]), mel=torch.from_numpy(z["mel"])))
-        return out
+                yield ClipFeatures(hidden=torch.from_numpy(z["hidden"]), mel=torch.from_numpy(z["mel"]))
+
+    def load(self, manifest: pd.DataFrame, progress: bool = False, frame_pool: int = 1) -> list[ClipFeatures]:
+        """Cached features for each manifest row, float16, pooled by `frame_pool` as they are read: the
+        whole corpus at the head's frame rate is held without ever holding it at the encoder's (RAVDESS:
+        0.95 GB at 25 Hz, where loading then pooling peaked at 1.9 + 0.95 GB)."""
+        return [clip.pooled(frame_pool) for clip in self.iter(manifest, progress)]

@@ -2,6 +2,7 @@
 
     <dir>/head.pt            state_dict of HybridEmotionCNN
     <dir>/model_config.json  encoder name + fingerprint, head config, labels, temperature, metrics
+    <dir>/speaker_probe.npz  optional per-user calibration (emotion_core/speaker.py)
 
 The same directory is what MLflow stores (as the artifact of a pyfunc model) and what the predictor
 and the BentoML service load.
@@ -37,10 +38,12 @@ class ModelMeta:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def save_model_dir(directory: Path, model: HybridEmotionCNN, meta: ModelMeta) -> Path:
+def save_model_dir(directory: Path, model: HybridEmotionCNN, meta: ModelMeta, speaker_probe: Any = None) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), directory / HEAD_FILE)
     (directory / CONFIG_FILE).write_text(json.dumps(asdict(meta), indent=2))
+    if speaker_probe is not None:
+        speaker_probe.save(directory)
     return directory
 
 

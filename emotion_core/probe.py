@@ -6,21 +6,17 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from emotion_core.embeddings import ClipFeatures
+from emotion_core.speaker import clip_statistics
 
 
 def pooled(clips: Sequence[ClipFeatures]) -> np.ndarray:
     """[N, L * 2D]: per layer, mean and std over frames."""
-    rows = []
-    for c in clips:
-        h = c.hidden.float()
-        rows.append(torch.cat([h.mean(1), h.std(1)], dim=-1).flatten().numpy())
-    return np.stack(rows)
+    return np.stack([clip_statistics(c) for c in clips])
 
 
 def fit_probe(features: np.ndarray, labels: np.ndarray, C: float = 0.01, seed: int = 0) -> Pipeline:

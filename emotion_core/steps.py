@@ -94,8 +94,9 @@ def train(cfg: ExperimentConfig, progress: bool = True) -> dict[str, Any]:
     splits = make_splits(cfg)
     encoder = load_encoder(cfg.encoder.name, runtime="torch")
     cache = EmbeddingCache(encoder)
-    train_clips = cache.load(splits.train, progress=progress)
-    val_clips = cache.load(splits.val, progress=progress) if len(splits.val) else []
+    pool = cfg.model.frame_pool  # pooled as read: the encoder-rate corpus is never held whole
+    train_clips = cache.load(splits.train, progress=progress, frame_pool=pool)
+    val_clips = cache.load(splits.val, progress=progress, frame_pool=pool) if len(splits.val) else []
     with mlflow.start_run(run_name=f"train-{cfg.name}") as run:
         mlflow.set_tags({"config": cfg.name, "encoder": encoder.name})
         mlflow.log_params(_flat_params(cfg))
@@ -120,9 +121,26 @@ def train(cfg: ExperimentConfig, progress: bool = True) -> dict[str, Any]:
                          temperature=temperature, metrics=cv_metrics)
         if result.model.frames is not None and (weights := result.model.frames.layer_weights()) is not None:
             mlflow.log_dict({f"layer_{i}": float(w) for i, w in enumerate(weights.detach())}, "layer_weights.json")
-        model_uri = tracking.log_model(result.model, meta)
+        speaker_probe = fit_speaker_probe_for(cfg, cache, splits)
+        if speaker_probe is not None:
+            mlflow.log_metric("speaker_probe_temperature", speaker_probe.temperature)
+        model_uri = tracking.log_model(result.model, meta, speaker_probe)
     return {"run_id": run.info.run_id, "model_uri": model_uri, "best_epoch": result.best_epoch,
             "trainable_params": n_params, "history": result.history}
+
+
+def fit_speaker_probe_for(cfg: ExperimentConfig, cache: EmbeddingCache, splits: Splits) -> Any:
+    """The optional per-user calibration (emotion_core/speaker.py), fit on every training-side corpus actor
+    (train + val; extra corpora without actors are left out). None with fewer than 2 actors."""
+    from emotion_core.speaker import clip_statistics, fit_speaker_probe
+
+    rows = pd.concat([splits.train, splits.val])
+    rows = rows[rows["actor"].notna()]
+    if rows["actor"].nunique() < 2 or rows["label"].nunique() < len(EMOTIONS):
+        return None
+    stats = np.stack([clip_statistics(c) for c in cache.iter(rows)])
+    # C as measured by `make crossval`'s speaker-adapted rows (probe.fit_probe's default)
+    return fit_speaker_probe(stats, rows["label"].to_numpy(), rows["actor"].to_numpy(), seed=cfg.train.seed)
 
 
 def _cv_metrics(cfg: ExperimentConfig) -> dict[str, float]:

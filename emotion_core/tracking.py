@@ -43,10 +43,11 @@ def pip_requirements() -> list[str]:
     return [_pin(d) for d in dists] + [f"mlflow>={md.version('mlflow')},<3.18"]
 
 
-def log_model(model: Any, meta: ModelMeta) -> str:
-    """Log the trained head (+ config) as a pyfunc model in the active run; tag the run with its URI."""
+def log_model(model: Any, meta: ModelMeta, speaker_probe: Any = None) -> str:
+    """Log the trained head (+ config, + the optional speaker probe) as a pyfunc model in the active run;
+    tag the run with its URI."""
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = save_model_dir(Path(tmp) / "emotion_model", model, meta)
+        model_dir = save_model_dir(Path(tmp) / "emotion_model", model, meta, speaker_probe)
         info = mlflow.pyfunc.log_model(
             name=MODEL_ARTIFACT,
             python_model=str(PACKAGE_DIR / "mlflow_pyfunc.py"),  # models-from-code: no pickled objects
@@ -94,3 +95,33 @@ def register_best(experiment: str, config: str, metric: str = "test_ua", uri: st
 def describe_version(version: str | int, text: str) -> None:
     """Attach a description (the model card) to a registered version; the MLflow UI renders it as Markdown."""
     MlflowClient().update_model_version(REGISTERED_MODEL_NAME, str(version), description=text)
+
+
+def resolve_model(uri: str) -> tuple[str, str | None]:
+    """`models:/name@alias`, `models:/name/3`, `runs:/<id>/model` → (local model directory, registry
+    version or None). Raises LookupError, saying what to run, when the store has no such model."""
+    mlflow.set_tracking_uri(tracking_uri())  # $MLFLOW_TRACKING_URI or the repo's sqlite store
+    mlflow.set_registry_uri(tracking_uri())
+    version = None
+    if uri.startswith("models:/") and "@" in uri:
+        name, alias = uri.removeprefix("models:/").split("@", 1)
+        try:
+            version = str(MlflowClient().get_model_version_by_alias(name, alias).version)
+        except Exception as exc:  # registry empty or alias missing: say what to run
+            raise LookupError(
+                f"no model at {uri} in the MLflow store {mlflow.get_tracking_uri()}: "
+                "train and register one first (`make all`, or `make train evaluate register`; see README)"
+            ) from exc
+    return mlflow.artifacts.download_artifacts(uri), version
+
+
+if __name__ == "__main__":  # `python -m emotion_core.tracking <uri>`: resolve in a throwaway process (Predictor)
+    import json
+    import sys
+
+    try:
+        local, version = resolve_model(sys.argv[1])
+    except LookupError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2)
+    print(json.dumps({"dir": local, "version": version}))

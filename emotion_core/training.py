@@ -47,9 +47,31 @@ def _crop(clip: ClipFeatures, max_mel: int | None, rng: np.random.Generator | No
     return hidden[:, h0:h1], mel[:, start : start + max_mel]
 
 
-def collate(clips: Sequence[ClipFeatures], max_mel: int | None = None, rng: np.random.Generator | None = None) -> Batch:
-    """Zero-pad clips of different lengths into one batch (the model masks the padding)."""
+def _time_mask(hidden: torch.Tensor, mel: torch.Tensor, masks: int, mask_mel: int,
+               rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """`masks` random spans (≤ `mask_mel` mel frames each, the aligned encoder frames too) set to the
+    clip's mean. Copies: the cached tensors are shared between epochs."""
+    hidden, mel = hidden.clone(), mel.clone()
+    ratio = hidden.shape[1] / mel.shape[-1]
+    h_mean, m_mean = hidden.float().mean(1, keepdim=True).to(hidden.dtype), mel.float().mean(-1, keepdim=True).to(mel.dtype)
+    for _ in range(masks):
+        width = int(rng.integers(1, mask_mel + 1))
+        if width >= mel.shape[-1]:
+            continue
+        start = int(rng.integers(0, mel.shape[-1] - width + 1))
+        h0, h1 = int(start * ratio), max(int(start * ratio) + 1, int(round((start + width) * ratio)))
+        mel[:, start : start + width] = m_mean
+        hidden[:, h0:h1] = h_mean
+    return hidden, mel
+
+
+def collate(clips: Sequence[ClipFeatures], max_mel: int | None = None, rng: np.random.Generator | None = None,
+            time_masks: int = 0, mask_mel: int = 0) -> Batch:
+    """Zero-pad clips of different lengths into one batch (the model masks the padding). With `rng`
+    (training): random crops of ≤ `max_mel` mel frames and `time_masks` masked spans per clip."""
     pairs = [_crop(c, max_mel, rng) for c in clips]
+    if rng is not None and time_masks and mask_mel:
+        pairs = [_time_mask(h, m, time_masks, mask_mel, rng) for h, m in pairs]
     lengths = torch.tensor([h.shape[1] for h, _ in pairs])
     mel_lengths = torch.tensor([m.shape[-1] for _, m in pairs])
     num_layers, _, dim = pairs[0][0].shape
@@ -135,7 +157,8 @@ def fit(
         total, correct, loss_sum = 0, 0, 0.0
         for i in range(0, len(perm), train_cfg.batch_size):
             idx = perm[i : i + train_cfg.batch_size]
-            batch = collate([clips[j] for j in idx], max_mel=max_mel, rng=rng)
+            batch = collate([clips[j] for j in idx], max_mel=max_mel, rng=rng, time_masks=train_cfg.time_masks,
+                            mask_mel=int(train_cfg.time_mask_seconds * MEL_FRAME_RATE))
             logits = batch.logits(model)
             loss = loss_fn(logits, y[idx])
             optimizer.zero_grad(set_to_none=True)
@@ -151,7 +174,7 @@ def fit(
             from emotion_core import metrics  # here, not at import: sklearn costs the serving path (collate) ~70 MB
 
             row.update({f"val_{k}": v for k, v in metrics.summary(val_labels, val_logits.argmax(-1)).items()})
-            row["val_loss"] = float(nn.functional.cross_entropy(torch.from_numpy(val_logits), torch.as_tensor(val_labels)))
+            row["val_loss"] = float(nn.functional.cross_entropy(torch.from_numpy(val_logits), torch.tensor(np.asarray(val_labels))))
             if row["val_ua"] > best[0]:
                 best = (row["val_ua"], epoch, copy.deepcopy(model.state_dict()))
         history.append(row)

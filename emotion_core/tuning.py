@@ -41,7 +41,10 @@ def sample(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, storage: str | None = None,
-         progress: bool = True) -> dict[str, Any]:
+         progress: bool = True, timeout_minutes: float | None = None) -> dict[str, Any]:
+    """Run (or resume) the study until it holds `n_trials` finished trials or `timeout_minutes` pass (the
+    trial running then completes). The result says how long a fold fit took, so the cost of the full
+    study on this machine is printed rather than guessed."""
     import mlflow
     import optuna
 
@@ -62,8 +65,11 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
         pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
     )
     manifest = load_manifest(base.data).reset_index(drop=True)
-    raw = EmbeddingCache(load_encoder(base.encoder.name, runtime="torch")).load(manifest)
-    pools = {p: [c.pooled(p) for c in raw] for p in _choices(space, "model.frame_pool", base.model.frame_pool)}
+    factors = _choices(space, "model.frame_pool", base.model.frame_pool)
+    pools: dict[int, list] = {p: [] for p in factors}
+    for clip in EmbeddingCache(load_encoder(base.encoder.name, runtime="torch")).iter(manifest):
+        for p in factors:
+            pools[p].append(clip.pooled(p))
     y = manifest["label"].to_numpy()
     tracking.setup("tune")
     start = time.perf_counter()
@@ -79,7 +85,9 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
                 mlflow.log_params(trial.params)
                 uas = []
                 for step, fold in enumerate(folds):
+                    t0 = time.perf_counter()
                     r = cv.run_fold(cfg, manifest, clips, fold)
+                    fold_seconds.append(time.perf_counter() - t0)
                     uas.append(summary(y[r.test_index], r.logits.argmax(-1))["ua"])
                     trial.report(float(np.mean(uas)), step)
                     mlflow.log_metric("running_cv_ua", float(np.mean(uas)), step=step)
@@ -89,8 +97,10 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
                 mlflow.log_metrics({"cv_ua_mean": float(np.mean(uas)), "cv_ua_std": float(np.std(uas))})
                 return float(np.mean(uas))
 
+        fold_seconds: list[float] = []
         remaining = max(0, n_trials - len([t for t in study.trials if t.state.is_finished()]))
-        study.optimize(objective, n_trials=remaining, show_progress_bar=progress)
+        study.optimize(objective, n_trials=remaining, show_progress_bar=progress,
+                       timeout=timeout_minutes * 60 if timeout_minutes else None)
         seconds = time.perf_counter() - start
         out = reports_dir(base)
         figures = save_figures(study, out)
@@ -98,6 +108,10 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
         states = [t.state.name for t in study.trials]
         result = {"study": study.study_name, "storage": storage, "n_trials": len(study.trials),
                   "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"), "seconds": seconds,
+                  "target_trials": n_trials, "folds": folds, "timeout_minutes": timeout_minutes, "fold_fits": len(fold_seconds),
+                  "fold_fit_seconds_mean": float(np.mean(fold_seconds)) if fold_seconds else None,
+                  # the full study without pruning, at this session's mean cost of one fold fit
+                  "unpruned_study_minutes_estimate": float(np.mean(fold_seconds)) * n_trials * len(folds) / 60 if fold_seconds else None,
                   "best": best, "best_overrides": sample(optuna.trial.FixedTrial(study.best_params), space),
                   "figures": [str(f) for f in figures]}
         (out / "tune.json").write_text(json.dumps(result, indent=2))

@@ -140,6 +140,24 @@ def test_directory_csv(clip_dir: Path, cli_env, dir_json: subprocess.CompletedPr
         assert (row["warning"] != "") == (same["warning"] is not None)
 
 
+def test_enroll_calibrates_per_user(cli_env, predictor: Predictor, tmp_path: Path) -> None:
+    """`--enroll DIR`: a profile from the user's unlabeled recordings; predictions from the speaker probe."""
+    actor = sorted((RAVDESS / "Actor_01").glob("*.flac"))
+    enroll = tmp_path / "me"
+    enroll.mkdir()
+    for path in actor[1::6][:8]:
+        (enroll / path.name).symlink_to(path)
+    clip = RAVDESS / CLIPS["a_angry.flac"]
+    r = run([str(EMOTION_DETECT), "--json", "--enroll", str(enroll), str(clip)], cli_env)
+    assert r.returncode == 0, r.stderr
+    assert "speaker profile from 8 recordings" in r.stderr
+    [row] = json.loads(r.stdout)
+    local = predictor.predict(clip, speaker=predictor.enroll(sorted(enroll.iterdir())))
+    assert row["emotion"] == local.emotion and math.isclose(row["confidence"], local.confidence, abs_tol=1e-4)
+    few = run([str(EMOTION_DETECT), "--enroll", str(next(enroll.iterdir())), str(clip)], cli_env)
+    assert few.returncode == 2 and "at least 5 recordings" in few.stderr
+
+
 def test_json_and_csv_are_exclusive(cli_env) -> None:
     r = run([str(EMOTION_DETECT), "--json", "--csv", "x.wav"], cli_env)
     assert r.returncode == 2 and "not allowed" in r.stderr

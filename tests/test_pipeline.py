@@ -76,6 +76,52 @@ def test_served_prediction_equals_evaluated(smoke_run, smoke_cfg, monkeypatch):
         assert abs(sum(got) - 1) < 1e-5
 
 
+def test_per_user_calibration_matches_the_cached_path(smoke_run, smoke_cfg, monkeypatch):
+    """`enroll` (unlabeled clips of one unseen actor) + `predict(speaker=)`: the profile is the mean/std of the
+    cached features' statistics and the answer is the registered speaker probe on them, calibrated."""
+    monkeypatch.setenv("EMOTION_RUNTIME", "torch")
+    from emotion_core.calibration import softmax
+    from emotion_core.embeddings import EmbeddingCache
+    from emotion_core.predictor import Predictor
+    from emotion_core.speaker import MIN_ENROLLMENT_CLIPS, SpeakerProfile, clip_statistics
+    from emotion_core.steps import make_splits
+
+    predictor = Predictor.from_uri()
+    probe = predictor.speaker_probe
+    assert probe is not None and 0.05 < probe.temperature < 20 and probe.coef.shape == (len(EMOTIONS), probe.scale_mean.size)
+    test = make_splits(smoke_cfg).test
+    actor = test[test["actor"] == 1]
+    enroll, scored = actor.iloc[::6].iloc[:10], actor.drop(actor.index[::6]).iloc[::9]
+    profile = predictor.enroll(list(enroll["path"]))
+    cache = EmbeddingCache(predictor.encoder)
+    expected = SpeakerProfile.from_statistics(np.stack([clip_statistics(c) for c in cache.iter(enroll)]))
+    assert profile.n_clips == 10
+    np.testing.assert_allclose(profile.mean, expected.mean, atol=1e-3)
+    for row, clip in zip(scored.itertuples(), cache.iter(scored)):
+        want = softmax(probe.logits(clip_statistics(clip), expected), probe.temperature)
+        served = predictor.predict(row.path, speaker=profile)
+        got = np.array([served.all_probabilities.model_dump()[e] for e in EMOTIONS])
+        np.testing.assert_allclose(got, want, atol=5e-3)
+        assert served.emotion == EMOTIONS[int(want.argmax())]
+    with pytest.raises(ValueError, match=f"at least {MIN_ENROLLMENT_CLIPS}"):
+        predictor.enroll(list(enroll["path"][: MIN_ENROLLMENT_CLIPS - 1]))
+
+
+def test_predictor_keeps_the_registry_stack_out_of_the_serving_process(smoke_run):
+    """`Predictor.from_uri` in a process without MLflow (the serving worker) resolves the champion in a
+    child process: the same version and directory, and mlflow/sqlalchemy never load (~100 MB of RSS)."""
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from emotion_core.predictor import Predictor; p = Predictor.from_uri(); "
+            "print(json.dumps({'version': p.version, 'loaded': sorted(m for m in ('mlflow', 'sqlalchemy', 'alembic') "
+            "if m in sys.modules)}))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
+    assert r.returncode == 0, r.stderr[-3000:]
+    answer = json.loads(r.stdout.strip().splitlines()[-1])
+    assert answer == {"version": str(smoke_run["register"]["version"]), "loaded": []}
+
+
 def test_pyfunc_flavour(smoke_run, angry_clip):
     import pandas as pd
 
