@@ -85,6 +85,8 @@ class DataConfig(_Section):
     train_split: float = Field(0.8, gt=0.0, le=1.0)
     #: The held-out actor fold(s) evaluated, from folds.csv (1..6).
     test_folds: list[int] = [1]
+    #: Extra corpora that only ever train (never validate or test): `tess` ($EMOTION_DATA_DIR/tess).
+    extra_train: list[Literal["tess"]] = []
 
 
 class EncoderConfig(_Section):
@@ -122,6 +124,11 @@ class TrainConfig(_Section):
     patience: int = 10
     #: Training crop: random window of at most this many seconds (the cache holds whole clips).
     crop_seconds: float = 4.0
+    #: Augmentation that meets the cache (SpecAugment-style): per training clip, this many time spans of
+    #: up to `time_mask_seconds` each are replaced by the clip's mean, in the encoder frames and the
+    #: aligned log-mel alike. Waveform perturbations (speed, pitch, noise) would need the encoder re-run.
+    time_masks: int = Field(0, ge=0)
+    time_mask_seconds: float = Field(0.4, gt=0)
     num_threads: int | None = None
 
 

@@ -13,11 +13,16 @@ if __name__ == "__main__":
     p.add_argument("--space", type=Path, default=EXPERIMENTS_DIR / "tune.yaml", help="search space YAML")
     p.add_argument("--trials", type=int, default=None, help="total trials in the study (default: from the space file)")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite mlruns/optuna.db)")
+    p.add_argument("--minutes", type=float, default=None, help="stop starting trials after this long (resume later)")
     p.add_argument("--write-config", action="store_true", help="write experiments/tuned.yaml from the best trial")
     args = p.parse_args()
     cfg = config_from(args)
-    result = tune(cfg, args.space, n_trials=args.trials, storage=args.storage)
+    result = tune(cfg, args.space, n_trials=args.trials, storage=args.storage, timeout_minutes=args.minutes)
     print(f"{result['n_trials']} trials ({result['complete']} complete, {result['pruned']} pruned) in "
           f"{result['seconds'] / 60:.1f} min; best CV UA {result['best']['value']:.1%} with {result['best']['params']}")
+    if result["fold_fit_seconds_mean"]:
+        print(f"one fold fit: {result['fold_fit_seconds_mean']:.1f} s on average this session → "
+              f"{result['target_trials']} trials × {len(result['folds'])} folds unpruned ≈ "
+              f"{result['unpruned_study_minutes_estimate']:.0f} min on this machine")
     if args.write_config:
         print(f"wrote {write_tuned_config(result, cfg.name, EXPERIMENTS_DIR / 'tuned.yaml')}")

@@ -11,6 +11,7 @@ from emotion_core.config import DataConfig, ExperimentConfig, cache_dir, data_di
 from emotion_core.data.hf import read_hf_dataset
 from emotion_core.data.manifest import sort_manifest, write_manifest_csv
 from emotion_core.data.ravdess import read_ravdess
+from emotion_core.data.tess import read_tess
 from emotion_core.data.splits import cap_samples
 
 
@@ -38,7 +39,11 @@ def load_manifest(cfg: DataConfig, seed: int = 0) -> pd.DataFrame:
                 raise ValueError(f"none of data.actors={wanted} is in the corpus; actors present: {sorted(present)}")
             warnings.warn(f"data.actors {absent} are not in the corpus", stacklevel=2)
         df = df[df["actor"].isin(wanted).fillna(False).to_numpy(dtype=bool)]
-    return cap_samples(sort_manifest(df), cfg.max_samples, seed=seed)
+    df = cap_samples(sort_manifest(df), cfg.max_samples, seed=seed)
+    if cfg.extra_train:  # no fold → `split_actors` always puts these rows in training
+        extra = [read_tess(data_dir() / "tess") for corpus in cfg.extra_train if corpus == "tess"]
+        df = pd.concat([df, *extra], ignore_index=True)
+    return df
 
 
 def manifest_csv_path(name: str) -> Path:
