@@ -62,7 +62,10 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
     study = optuna.create_study(
         study_name=f"tune-{base.name}", storage=storage, load_if_exists=True, direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=base.train.seed, n_startup_trials=spec.get("startup_trials", 10)),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
+        # A step is one fold: a trial whose running fold mean falls under the median of earlier trials at the
+        # same fold stops there (checked from fold `warmup_folds` + 1 on, once `pruner_startup_trials` trials completed).
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=spec.get("pruner_startup_trials", 5),
+                                           n_warmup_steps=spec.get("warmup_folds", 1)),
     )
     manifest = load_manifest(base.data).reset_index(drop=True)
     factors = _choices(space, "model.frame_pool", base.model.frame_pool)
