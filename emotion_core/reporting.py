@@ -53,12 +53,14 @@ def cv_markdown(r: dict) -> str:
         f"unlabeled clips of the test actor | {_pm(a['ua_mean'], a['ua_std'])} |"
         for a in r.get("speaker_adapted_probe", [])
     )
+    extra = (f" Extra training data ({', '.join(r['extra_train'])}, {r['n_extra_train_clips']} clips) is added to every"
+             " fold's training side only." if r.get("extra_train") else "")
     rs = r.get("random_split")
     random_row = f"| random stratified 80/20 clip split (**speaker-dependent**) | WA {rs['wa']:.1%}, UA {rs['ua']:.1%} |" if rs else ""
     return f"""# Cross-validation — config `{r['config']}`
 
 {r['n_clips']} RAVDESS clips, encoder `{r['encoder']}`, the 6 actor-held-out EmoBox folds (4 test actors
-each; early stopping and temperature come from validation actors inside each fold's training side).
+each; early stopping and temperature come from validation actors inside each fold's training side).{extra}
 MLflow parent run `{r['run_id']}` (experiment `crossval`, one nested run per fold). Took {r['seconds'] / 60:.1f} min.
 
 ## Headline (speaker-independent, no adaptation)
@@ -95,6 +97,9 @@ after, {cal['after']['share_confident']:.0%} with accuracy {cal['after']['accura
 |---|---|
 {random_row}
 {adapted}
+
+The speaker-adapted rows are the optional per-user calibration (`Predictor.enroll`, `emotion-detect --enroll`):
+each test clip is standardised with the mean/std of k *other* clips of its speaker, never their labels.
 """
 
 
