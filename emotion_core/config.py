@@ -129,6 +129,9 @@ class TrainConfig(_Section):
     #: aligned log-mel alike. Waveform perturbations (speed, pitch, noise) would need the encoder re-run.
     time_masks: int = Field(0, ge=0)
     time_mask_seconds: float = Field(0.4, gt=0)
+    #: Cross-validation only: heads per fold (each with its own validation actors and seed, logits
+    #: averaged), measuring what an ensemble would add; the served model (`train`) is one head.
+    ensemble: int = Field(1, ge=1)
     num_threads: int | None = None
 
 

@@ -35,16 +35,23 @@ def run_fold(cfg: ExperimentConfig, manifest: pd.DataFrame, clips: Sequence[Clip
              on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> FoldResult:
     # Row positions by clip id (split_actors returns re-sorted, re-indexed frames).
     pos = pd.Series(np.arange(len(manifest)), index=manifest["clip_id"].to_numpy())
-    train, val, test = split_actors(manifest, [fold], cfg.data.train_split, cfg.train.seed)
-    tr, va, te = (pos[df["clip_id"].to_numpy()].to_numpy() for df in (train, val, test))
-    actors = manifest["actor"].to_numpy()
-    assert not set(actors[te]) & set(actors[np.concatenate([tr, va])]), "test actors leaked into training"
-    y = manifest["label"].to_numpy()
-    result = fit([clips[i] for i in tr], y[tr], cfg.model, cfg.train,
-                 val_clips=[clips[i] for i in va], val_labels=y[va] if len(va) else None,
-                 on_epoch=on_epoch, progress=progress)
-    temperature = fit_temperature(predict_logits(result.model, [clips[i] for i in va]), y[va]) if len(va) else 1.0
-    logits = predict_logits(result.model, [clips[i] for i in te])
+    actors, y = manifest["actor"].to_numpy(), manifest["label"].to_numpy()
+    members = []  # train.ensemble > 1: heads with their own validation actors and seed, logits averaged
+    for member in range(cfg.train.ensemble):
+        train_cfg = cfg.train.model_copy(update={"seed": cfg.train.seed + member})
+        train, val, test = split_actors(manifest, [fold], cfg.data.train_split, train_cfg.seed)
+        tr, va, te = (pos[df["clip_id"].to_numpy()].to_numpy() for df in (train, val, test))
+        assert not set(actors[te]) & set(actors[np.concatenate([tr, va])]), "test actors leaked into training"
+        result = fit([clips[i] for i in tr], y[tr], cfg.model, train_cfg,
+                     val_clips=[clips[i] for i in va], val_labels=y[va] if len(va) else None,
+                     on_epoch=on_epoch if member == 0 else None, progress=progress)
+        temperature = fit_temperature(predict_logits(result.model, [clips[i] for i in va]), y[va]) if len(va) else 1.0
+        members.append((predict_logits(result.model, [clips[i] for i in te]), temperature, result))
+        if member == 0:
+            tr0, va0 = tr, va
+    logits = np.mean([m[0] for m in members], axis=0)
+    temperature = float(np.exp(np.mean([np.log(m[1]) for m in members])))  # geometric mean of the members'
+    result, tr, va = members[0][2], tr0, va0
     probe_logits = None
     if probe_features is not None:  # the probe fits on all training actors (train + val)
         fit_idx = np.concatenate([tr, va])

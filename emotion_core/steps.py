@@ -90,6 +90,8 @@ def make_splits(cfg: ExperimentConfig) -> Splits:
 def train(cfg: ExperimentConfig, progress: bool = True) -> dict[str, Any]:
     """Train the head on the training actors (early stopping on the validation actors), log params,
     per-epoch metrics and the model to MLflow. The test actors are not touched here."""
+    if cfg.train.ensemble != 1:
+        raise ValueError("train.ensemble is a cross-validation measurement; the served model is one head (set it to 1)")
     tracking.setup(TRAIN_EXPERIMENT)
     splits = make_splits(cfg)
     encoder = load_encoder(cfg.encoder.name, runtime="torch")

@@ -47,6 +47,31 @@ def test_crossval_smoke(smoke_run, smoke_cfg):
     assert len(children) == 5 and all("test_ua" in c.data.metrics for c in children)
 
 
+def test_fold_ensemble_and_extra_training_data(smoke_run, smoke_cfg):
+    """train.ensemble=2 averages two heads, each trained exactly as a single run with its own seed (and so its
+    own validation actors); data.extra_train=[tess] only ever adds training rows."""
+    from emotion_core import cv
+    from emotion_core.config import load_config
+    from emotion_core.data import load_manifest, split_actors
+    from emotion_core.embeddings import EmbeddingCache
+    from emotion_core.encoders import load_encoder
+
+    cfg = load_config("smoke", ["train.epochs=1", "model.use_stats_branch=false"])
+    manifest = load_manifest(cfg.data).reset_index(drop=True)
+    clips = EmbeddingCache(load_encoder(cfg.encoder.name, runtime="torch")).load(manifest, frame_pool=cfg.model.frame_pool)
+    single = [cv.run_fold(load_config("smoke", ["train.epochs=1", "model.use_stats_branch=false", f"train.seed={s}"]),
+                          manifest, clips, 1) for s in (0, 1)]
+    pair = cv.run_fold(load_config("smoke", ["train.epochs=1", "model.use_stats_branch=false", "train.ensemble=2"]),
+                       manifest, clips, 1)
+    np.testing.assert_allclose(pair.logits, (single[0].logits + single[1].logits) / 2, atol=1e-5)
+    assert pair.temperature == pytest.approx(float(np.sqrt(single[0].temperature * single[1].temperature)))
+
+    extra = load_manifest(load_config("smoke", ["data.extra_train=[tess]"]).data)
+    train, val, test = split_actors(extra, [1], cfg.data.train_split, 0)
+    assert len(extra) == len(manifest) + 2800 and (train["corpus"] == "tess").sum() == 2800
+    assert set(val["corpus"]) == set(test["corpus"]) == {"ravdess"}
+
+
 def test_tuning_resumes(smoke_run, smoke_cfg, tmp_path):
     from emotion_core.tuning import tune, write_tuned_config
 
