@@ -118,12 +118,40 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
                   "best": best, "best_overrides": sample(optuna.trial.FixedTrial(study.best_params), space),
                   "figures": [str(f) for f in figures]}
         (out / "tune.json").write_text(json.dumps(result, indent=2))
+        (out / "tune.md").write_text(tune_markdown(result, study))
         mlflow.log_metrics({"best_cv_ua": study.best_value, "seconds": seconds})
         mlflow.log_dict(result, "tune.json")
         for f in figures:
             mlflow.log_artifact(str(f), "figures")
         mlflow.set_tag("parent_run", parent.info.run_id)
     return result
+
+
+def tune_markdown(result: dict[str, Any], study: Any) -> str:
+    """reports/<config>/tune.md: the time it took, the best trial and every trial's running CV UA."""
+    rows = []
+    for t in study.trials:
+        steps = t.intermediate_values
+        last = max(steps) if steps else None
+        value = t.value if t.value is not None else (steps[last] if last is not None else None)
+        params = ", ".join(f"{k.split('.')[-1]}={v:.4g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
+                           for k, v in t.params.items())
+        rows.append(f"| {t.number} | {t.state.name.lower()} | {len(steps)} | "
+                    f"{'' if value is None else f'{value:.1%}'} | {params} |")
+    fit = result.get("fold_fit_seconds_mean")
+    cost = (f" One fold fit took {fit:.0f} s on average in this session, so {result['target_trials']} trials × "
+            f"{len(result['folds'])} folds without pruning would take ≈ {result['unpruned_study_minutes_estimate']:.0f} min "
+            "on this machine." if fit else "")
+    return "\n".join([
+        f"# Optuna study `{result['study']}`", "",
+        f"{result['n_trials']} trials ({result['complete']} complete, {result['pruned']} pruned by the median pruner) in "
+        f"{result['seconds'] / 60:.1f} min this session (target {result['target_trials']} trials"
+        + (f", time-boxed to {result['timeout_minutes']:g} min" if result.get("timeout_minutes") else "") + ")." + cost,
+        f"Objective: {len(result['folds'])}-fold actor-held-out CV UA (a pruned trial's value is its running fold mean). "
+        f"Storage `{result['storage']}` (resumable: `make tune` continues the study).", "",
+        f"**Best: trial {result['best']['trial']}, CV UA {result['best']['value']:.1%}** — `{json.dumps(result['best']['params'])}`",
+        "", "| trial | state | folds run | CV UA | parameters |", "|---|---|---|---|---|", *rows, "",
+        "![history](tune_history.png) ![importances](tune_importances.png)", ""])
 
 
 def _choices(space: dict[str, dict[str, Any]], key: str, default: Any) -> list[Any]:

@@ -35,9 +35,14 @@ if __name__ == "__main__":
                                                       "probe": report["probe"], "run_id": report["run_id"]}, indent=2))
     lines = ["# Ablations (6-fold actor-held-out CV UA, mean ± std over folds)", "",
              f"Base config `{base.name}`; each row changes what it says. Written by `make ablate`.", "",
-             "| change | head UA | probe UA (same folds) |", "|---|---|---|"]
+             "| change | head UA | probe UA (same folds, same training rows) |", "|---|---|---|"]
     for path in sorted(out.glob("*.json")):
         r = json.loads(path.read_text())
         lines.append(f"| {r['name']} | {r['head']['ua_mean']:.1%} ± {r['head']['ua_std']:.1%} | {r['probe']['ua_mean']:.1%} |")
     (reports_dir(base) / "ablations.md").write_text("\n".join(lines) + "\n")
+    if base.name == "default":
+        from emotion_core.reporting import update_generated_section
+
+        update_generated_section("ablations", "\n".join(lines[4:]) + "\n\nWritten by `make ablate` into "
+                                 "[`reports/default/ablations.md`](reports/default/ablations.md).")
     print("\n".join(lines))

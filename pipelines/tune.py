@@ -24,5 +24,12 @@ if __name__ == "__main__":
         print(f"one fold fit: {result['fold_fit_seconds_mean']:.1f} s on average this session → "
               f"{result['target_trials']} trials × {len(result['folds'])} folds unpruned ≈ "
               f"{result['unpruned_study_minutes_estimate']:.0f} min on this machine")
+    if cfg.name == "default":
+        from emotion_core.reporting import update_generated_section
+
+        update_generated_section("tuning", f"Optuna (`make tune`): {result['n_trials']} trials ({result['complete']} complete, "
+                                 f"{result['pruned']} pruned) in {result['seconds'] / 60:.0f} min; best CV UA "
+                                 f"{result['best']['value']:.1%} (trial {result['best']['trial']}). Every trial: "
+                                 "[`reports/default/tune.md`](reports/default/tune.md).")
     if args.write_config:
         print(f"wrote {write_tuned_config(result, cfg.name, EXPERIMENTS_DIR / 'tuned.yaml')}")
