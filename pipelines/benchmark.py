@@ -423,6 +423,9 @@ def bars(r: dict) -> list[tuple[str, bool, str]]:
         est = r["embedding"]["estimated_seconds_for_all"]
         out.append(("embedding the 1440 RAVDESS clips ≤ 4 min", est <= 240, f"{est:.0f} s"
                     + (" (extrapolated from a subset)" if r["embedding"]["subset"] else "")))
+    if "training" in r:
+        peak = r["training"]["peak_rss_mb"]
+        out.append(("training one fold: peak RSS ≤ 3 GB", peak <= 3072, f"{peak:.0f} MB"))
     return out
 
 
