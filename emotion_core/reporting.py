@@ -124,6 +124,11 @@ def model_card(cfg, registered: dict) -> str:
         worst = np.dstack(np.unravel_index(np.argsort(matrix.ravel())[::-1][:3], matrix.shape))[0]
         confusions = "Most frequent confusions (true → predicted, clips over all folds): " + "; ".join(
             f"{EMOTIONS[i]} → {EMOTIONS[j]} ({int(matrix[i, j])})" for i, j in worst) + "."
+        adapted = {a["enrollment"]: a["ua_mean"] for a in r.get("speaker_adapted_probe", [])}
+        if 10 in adapted:
+            confusions += (f"\n\n**Per-user calibration (optional).** The version ships a speaker-normalised probe "
+                           f"(`Predictor.enroll`, `emotion-detect --enroll`): with 10 unlabeled clips of the speaker it "
+                           f"scored UA {adapted[10]:.1%} in the same CV (speaker-adapted, not comparable with the headline).")
     elif (out / "evaluation.json").exists():
         e = json.loads((out / "evaluation.json").read_text())
         quality = f"Held-out actors {e['test_actors']}: UA {e['ua']:.1%}, WA {e['wa']:.1%}, macro-F1 {e['macro_f1']:.3f}."
