@@ -28,11 +28,14 @@ class FoldResult:
     best_epoch: int
     history: list[dict[str, float]] = field(default_factory=list)
     probe_logits: np.ndarray | None = None
+    #: The same models on the test clips' features from the served encoder runtime (ONNX int8), if given.
+    served_logits: np.ndarray | None = None
 
 
 def run_fold(cfg: ExperimentConfig, manifest: pd.DataFrame, clips: Sequence[ClipFeatures], fold: int,
              probe_features: np.ndarray | None = None, progress: bool = False,
-             on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> FoldResult:
+             on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+             served_clips: Sequence[ClipFeatures] | None = None) -> FoldResult:
     # Row positions by clip id (split_actors returns re-sorted, re-indexed frames).
     pos = pd.Series(np.arange(len(manifest)), index=manifest["clip_id"].to_numpy())
     actors, y = manifest["actor"].to_numpy(), manifest["label"].to_numpy()
@@ -46,18 +49,20 @@ def run_fold(cfg: ExperimentConfig, manifest: pd.DataFrame, clips: Sequence[Clip
                      val_clips=[clips[i] for i in va], val_labels=y[va] if len(va) else None,
                      on_epoch=on_epoch if member == 0 else None, progress=progress)
         temperature = fit_temperature(predict_logits(result.model, [clips[i] for i in va]), y[va]) if len(va) else 1.0
-        members.append((predict_logits(result.model, [clips[i] for i in te]), temperature, result))
+        served = predict_logits(result.model, [served_clips[i] for i in te]) if served_clips is not None else None
+        members.append((predict_logits(result.model, [clips[i] for i in te]), temperature, result, served))
         if member == 0:
             tr0, va0 = tr, va
     logits = np.mean([m[0] for m in members], axis=0)
     temperature = float(np.exp(np.mean([np.log(m[1]) for m in members])))  # geometric mean of the members'
+    served_logits = np.mean([m[3] for m in members], axis=0) if served_clips is not None else None
     result, tr, va = members[0][2], tr0, va0
     probe_logits = None
     if probe_features is not None:  # the probe fits on all training actors (train + val)
         fit_idx = np.concatenate([tr, va])
         clf = probe.fit_probe(probe_features[fit_idx], y[fit_idx])
         probe_logits = clf.decision_function(probe_features[te])
-    return FoldResult(fold, te, logits, temperature, result.best_epoch, result.history, probe_logits)
+    return FoldResult(fold, te, logits, temperature, result.best_epoch, result.history, probe_logits, served_logits)
 
 
 def summarise(manifest: pd.DataFrame, folds: list[FoldResult], attr: str = "logits") -> dict:
@@ -135,10 +140,26 @@ def speaker_adapted_probe(manifest: pd.DataFrame, feats: np.ndarray, enrollment:
     return {"enrollment": enrollment, "ua_mean": float(np.mean(uas)), "ua_std": float(np.std(uas))}
 
 
+def served_runtime_clips(cfg: ExperimentConfig, manifest: pd.DataFrame, progress: bool = False) -> list[ClipFeatures] | None:
+    """The corpus as the served encoder runtime (ONNX int8) computes it, pooled like the head's training
+    features: a cache of its own beside the fp32 one (built once, ~35 s for RAVDESS). None when the config's
+    encoder has no optimised runtime or ONNX Runtime is unavailable."""
+    from emotion_core.embeddings import EmbeddingCache, encoder_cache_dir
+    from emotion_core.encoders import load_encoder
+
+    encoder = load_encoder(cfg.encoder.name)  # the serving default ($EMOTION_RUNTIME)
+    if getattr(encoder, "runtime", "torch") == "torch":
+        return None
+    cache = EmbeddingCache(encoder, root=encoder_cache_dir(encoder).with_name(f"{encoder_cache_dir(encoder).name}-{encoder.runtime}"))
+    cache.build(manifest, progress=progress)
+    return cache.load(manifest, frame_pool=cfg.model.frame_pool)
+
+
 def run(cfg: ExperimentConfig, *, random_split_check: bool = True, adapted: Sequence[int | None] = (10, 20, None),
-        progress: bool = True) -> dict:
+        progress: bool = True, served_runtime_check: bool = False) -> dict:
     """The full CV of a config: MLflow parent run + one nested run per fold; CNN head and probe on the
-    same folds; calibration; the speaker-dependent random split; speaker-adapted probe rows.
+    same folds; calibration; the speaker-dependent random split; speaker-adapted probe rows; with
+    `served_runtime_check`, the same fold models scored on the served runtime's (int8) features too.
     Returns the report dict (also written to reports/<config>/cv.json + cv.md + figures)."""
     import json
     import time
@@ -162,6 +183,14 @@ def run(cfg: ExperimentConfig, *, random_split_check: bool = True, adapted: Sequ
         probe_rows.append(probe.pooled([clip])[0])
         clips.append(clip.pooled(cfg.model.frame_pool))
     probe_features = np.stack(probe_rows)
+    served: list | None = None
+    if served_runtime_check:  # test actors' features as the served (int8) encoder gives them
+        rows = np.flatnonzero(manifest["fold"].notna().to_numpy())
+        feats = served_runtime_clips(cfg, manifest.iloc[rows], progress)
+        if feats is not None:
+            served = [None] * len(manifest)
+            for i, f in zip(rows, feats):
+                served[i] = f
     folds = [f for f in EMOBOX_FOLDS if (manifest["fold"] == f).any()]
     y = manifest["label"].to_numpy()
     out = reports_dir(cfg)
@@ -172,7 +201,7 @@ def run(cfg: ExperimentConfig, *, random_split_check: bool = True, adapted: Sequ
         for fold in folds:
             with mlflow.start_run(run_name=f"fold-{fold}", nested=True):
                 r = run_fold(cfg, manifest, clips, fold, probe_features=probe_features, progress=False,
-                             on_epoch=lambda e, row: mlflow.log_metrics(row, step=e))
+                             on_epoch=lambda e, row: mlflow.log_metrics(row, step=e), served_clips=served)
                 fold_cnn = metrics.summary(y[r.test_index], r.logits.argmax(-1))
                 fold_probe = metrics.summary(y[r.test_index], r.probe_logits.argmax(-1))
                 mlflow.log_params({"fold": fold, "test_actors": ",".join(map(str, EMOBOX_FOLDS[fold]))})
@@ -184,6 +213,7 @@ def run(cfg: ExperimentConfig, *, random_split_check: bool = True, adapted: Sequ
                 print(f"fold {fold}: head UA {fold_cnn['ua']:.3f} | probe UA {fold_probe['ua']:.3f} | T={r.temperature:.2f}", flush=True)
 
         head, baseline = summarise(manifest, results), summarise(manifest, results, "probe_logits")
+        served_head = summarise(manifest, results, "served_logits") if served is not None else None
         idx = np.concatenate([r.test_index for r in results])
         raw = np.concatenate([calibration.softmax(r.logits) for r in results])
         cal = np.concatenate([calibration.softmax(r.logits, r.temperature) for r in results])
@@ -203,6 +233,9 @@ def run(cfg: ExperimentConfig, *, random_split_check: bool = True, adapted: Sequ
         report = {"config": cfg.name, "run_id": parent.info.run_id, "encoder": cfg.encoder.name,
                   "n_clips": int(manifest["fold"].notna().sum()), "extra_train": list(cfg.data.extra_train),
                   "n_extra_train_clips": int(manifest["fold"].isna().sum()), "folds": folds, "head": head, "probe": baseline, "calibration": calib}
+        if served_head is not None:
+            report["head_served_runtime"] = {"runtime": load_encoder(cfg.encoder.name).runtime, **served_head}
+            mlflow.log_metric("served_runtime_ua_mean", served_head["ua_mean"])
         if random_split_check:
             report["random_split"] = random_split(cfg, manifest, clips)
         corpus_rows = manifest["fold"].notna().to_numpy()  # without data.extra_train rows (no actor)

@@ -55,6 +55,9 @@ def cv_markdown(r: dict) -> str:
     )
     extra = (f" Extra training data ({', '.join(r['extra_train'])}, {r['n_extra_train_clips']} clips) is added to every"
              " fold's training side only." if r.get("extra_train") else "")
+    sv = r.get("head_served_runtime")
+    served = (f"\n| the same fold models on the served encoder's features ({sv['runtime']}; trained on fp32) | "
+              f"{_pm(sv['ua_mean'], sv['ua_std'])} | {_pm(sv['wa_mean'], sv['wa_std'])} | {sv['macro_f1_mean']:.3f} |" if sv else "")
     rs = r.get("random_split")
     random_row = f"| random stratified 80/20 clip split (**speaker-dependent**) | WA {rs['wa']:.1%}, UA {rs['ua']:.1%} |" if rs else ""
     return f"""# Cross-validation — config `{r['config']}`
@@ -68,7 +71,7 @@ MLflow parent run `{r['run_id']}` (experiment `crossval`, one nested run per fol
 | model | UA (mean ± std over folds) | WA | macro-F1 |
 |---|---|---|---|
 | hybrid head (this config) | **{_pm(head['ua_mean'], head['ua_std'])}** | {_pm(head['wa_mean'], head['wa_std'])} | {head['macro_f1_mean']:.3f} |
-| linear probe (mean+std of all layers, logistic regression), same folds, same run | {_pm(probe['ua_mean'], probe['ua_std'])} | {_pm(probe['wa_mean'], probe['wa_std'])} | {probe['macro_f1_mean']:.3f} |
+| linear probe (mean+std of all layers, logistic regression), same folds, same run | {_pm(probe['ua_mean'], probe['ua_std'])} | {_pm(probe['wa_mean'], probe['wa_std'])} | {probe['macro_f1_mean']:.3f} |{served}
 
 The head is **{vs_probe}** the probe and **{stand}** the best published frozen-encoder result on these folds
 (EmoBox: {emobox}).

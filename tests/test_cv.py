@@ -26,8 +26,11 @@ def test_temperature_scaling_fixes_overconfidence():
 def test_crossval_smoke(smoke_run, smoke_cfg):
     from emotion_core import cv
 
-    report = cv.run(smoke_cfg, adapted=(10,), progress=False)
+    report = cv.run(smoke_cfg, adapted=(10,), progress=False, served_runtime_check=True)
     head, probe = report["head"], report["probe"]
+    served = report["head_served_runtime"]  # the same fold models on the int8 encoder's features
+    assert served["runtime"] == "onnx-int8" and abs(served["ua_mean"] - head["ua_mean"]) <= 0.03
+    assert np.array(served["confusion"]).sum() == 360
     assert [f["fold"] for f in head["per_fold"]] == report["folds"] == [1, 2, 4, 5, 6]
     assert 0.0 <= head["ua_mean"] <= 1.0 and 0.0 <= probe["ua_mean"] <= 1.0
     assert np.array(head["confusion"]).sum() == 360  # every clip scored exactly once, by a model that never saw its actor
@@ -38,7 +41,7 @@ def test_crossval_smoke(smoke_run, smoke_cfg):
         assert (out / name).stat().st_size > 500, name
     assert json.loads((out / "cv.json").read_text())["run_id"] == report["run_id"]
     text = (out / "cv.md").read_text()
-    assert "linear probe" in text and "speaker-dependent" in text and "Whisper-large-v3" in text
+    assert "linear probe" in text and "speaker-dependent" in text and "Whisper-large-v3" in text and "onnx-int8" in text
 
     import mlflow
 
