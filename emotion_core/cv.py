@@ -147,7 +147,13 @@ def served_runtime_clips(cfg: ExperimentConfig, manifest: pd.DataFrame, progress
     from emotion_core.embeddings import EmbeddingCache, encoder_cache_dir
     from emotion_core.encoders import load_encoder
 
-    encoder = load_encoder(cfg.encoder.name)  # the serving default ($EMOTION_RUNTIME)
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        encoder = load_encoder(cfg.encoder.name)  # the serving default ($EMOTION_RUNTIME)
+    finally:  # loading the ONNX encoder sets torch to 1 thread (serving); training here keeps its own setting
+        torch.set_num_threads(threads)
     if getattr(encoder, "runtime", "torch") == "torch":
         return None
     cache = EmbeddingCache(encoder, root=encoder_cache_dir(encoder).with_name(f"{encoder_cache_dir(encoder).name}-{encoder.runtime}"))

@@ -26,7 +26,11 @@ def test_temperature_scaling_fixes_overconfidence():
 def test_crossval_smoke(smoke_run, smoke_cfg):
     from emotion_core import cv
 
+    import torch
+
+    threads = torch.get_num_threads()
     report = cv.run(smoke_cfg, adapted=(10,), progress=False, served_runtime_check=True)
+    assert torch.get_num_threads() == threads  # the int8 encoder's serving thread setting must not leak into training
     head, probe = report["head"], report["probe"]
     served = report["head_served_runtime"]  # the same fold models on the int8 encoder's features
     assert served["runtime"] == "onnx-int8" and abs(served["ua_mean"] - head["ua_mean"]) <= 0.03
