@@ -16,6 +16,7 @@ from emotion_core.config import ExperimentConfig
 from emotion_core.data import split_actors
 from emotion_core.embeddings import ClipFeatures
 from emotion_core.labels import EMOTIONS
+from emotion_core.speaker import clip_statistics
 from emotion_core.training import fit, predict_logits
 
 
@@ -50,13 +51,12 @@ def run_fold(cfg: ExperimentConfig, manifest: pd.DataFrame, clips: Sequence[Clip
                      on_epoch=on_epoch if member == 0 else None, progress=progress)
         temperature = fit_temperature(predict_logits(result.model, [clips[i] for i in va]), y[va]) if len(va) else 1.0
         served = predict_logits(result.model, [served_clips[i] for i in te]) if served_clips is not None else None
-        members.append((predict_logits(result.model, [clips[i] for i in te]), temperature, result, served))
-        if member == 0:
-            tr0, va0 = tr, va
-    logits = np.mean([m[0] for m in members], axis=0)
-    temperature = float(np.exp(np.mean([np.log(m[1]) for m in members])))  # geometric mean of the members'
-    served_logits = np.mean([m[3] for m in members], axis=0) if served_clips is not None else None
-    result, tr, va = members[0][2], tr0, va0
+        members.append({"logits": predict_logits(result.model, [clips[i] for i in te]), "temperature": temperature,
+                        "served": served, "result": result, "tr": tr, "va": va})
+    logits = np.mean([m["logits"] for m in members], axis=0)
+    temperature = float(np.exp(np.mean([np.log(m["temperature"]) for m in members])))  # geometric mean of the members'
+    served_logits = np.mean([m["served"] for m in members], axis=0) if served_clips is not None else None
+    result, tr, va = members[0]["result"], members[0]["tr"], members[0]["va"]  # history and probe: the first member's
     probe_logits = None
     if probe_features is not None:  # the probe fits on all training actors (train + val)
         fit_idx = np.concatenate([tr, va])
@@ -147,13 +147,7 @@ def served_runtime_clips(cfg: ExperimentConfig, manifest: pd.DataFrame, progress
     from emotion_core.embeddings import EmbeddingCache, encoder_cache_dir
     from emotion_core.encoders import load_encoder
 
-    import torch
-
-    threads = torch.get_num_threads()
-    try:
-        encoder = load_encoder(cfg.encoder.name)  # the serving default ($EMOTION_RUNTIME)
-    finally:  # loading the ONNX encoder sets torch to 1 thread (serving); training here keeps its own setting
-        torch.set_num_threads(threads)
+    encoder = load_encoder(cfg.encoder.name)  # the serving default ($EMOTION_RUNTIME)
     if getattr(encoder, "runtime", "torch") == "torch":
         return None
     cache = EmbeddingCache(encoder, root=encoder_cache_dir(encoder).with_name(f"{encoder_cache_dir(encoder).name}-{encoder.runtime}"))
@@ -186,7 +180,7 @@ def run(cfg: ExperimentConfig, *, random_split_check: bool = True, adapted: Sequ
     # frames (pooled once here, not per fold; the encoder-rate corpus is never held whole).
     probe_rows, clips = [], []
     for clip in EmbeddingCache(load_encoder(cfg.encoder.name, runtime="torch")).iter(manifest, progress=progress):
-        probe_rows.append(probe.pooled([clip])[0])
+        probe_rows.append(clip_statistics(clip))
         clips.append(clip.pooled(cfg.model.frame_pool))
     probe_features = np.stack(probe_rows)
     served: list | None = None

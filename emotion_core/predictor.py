@@ -68,6 +68,10 @@ class Predictor:
                 f"model {source} was trained on encoder weights {meta.encoder_fingerprint[:12]}, "
                 f"but {meta.encoder} here has {self.encoder.fingerprint[:12]}"
             )
+        if self.encoder.runtime.startswith("onnx"):
+            from emotion_core.encoders.onnx_whisper import use_serving_torch_threads
+
+            use_serving_torch_threads()
         self.loaded_at = time.time()
         self.limits = Limits.from_env()
 

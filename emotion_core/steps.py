@@ -263,7 +263,7 @@ def update_readme_cv(report: dict[str, Any]) -> bool:
     from emotion_core.reporting import update_generated_section
 
     h, p, c = report["head"], report["probe"], report["calibration"]
-    rs = report.get("random_split")
+    rs, sv = report.get("random_split"), report.get("head_served_runtime")
     lines = [
         f"6-fold actor-held-out CV on RAVDESS (EmoBox folds, config `{report['config']}`, encoder `{report['encoder']}`):",
         "",
@@ -271,10 +271,8 @@ def update_readme_cv(report: dict[str, Any]) -> bool:
         "|---|---|---|---|",
         f"| **hybrid head (served)** | **{h['ua_mean']:.1%} ± {h['ua_std']:.1%}** | {h['wa_mean']:.1%} | {h['macro_f1_mean']:.3f} |",
         f"| linear probe baseline (same folds, same run) | {p['ua_mean']:.1%} ± {p['ua_std']:.1%} | {p['wa_mean']:.1%} | {p['macro_f1_mean']:.3f} |",
-        *([f"| same fold models on the served encoder's features ({report['head_served_runtime']['runtime']}) | "
-           f"{report['head_served_runtime']['ua_mean']:.1%} ± {report['head_served_runtime']['ua_std']:.1%} | "
-           f"{report['head_served_runtime']['wa_mean']:.1%} | {report['head_served_runtime']['macro_f1_mean']:.3f} |"]
-          if "head_served_runtime" in report else []),
+        *([f"| same fold models on the served encoder's features ({sv['runtime']}) | {sv['ua_mean']:.1%} ± "
+           f"{sv['ua_std']:.1%} | {sv['wa_mean']:.1%} | {sv['macro_f1_mean']:.3f} |"] if sv else []),
         "",
         f"Calibration: ECE {c['ece_before']:.3f} → {c['ece_after']:.3f} after temperature scaling."
         + (f" Speaker-dependent random 80/20 split (the seed's kind of number, not comparable): WA {rs['wa']:.1%}." if rs else ""),

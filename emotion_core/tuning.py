@@ -77,6 +77,7 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
     tracking.setup("tune")
     start = time.perf_counter()
 
+    fold_seconds: list[float] = []  # every fold fit of this session: the study's cost, measured
     with mlflow.start_run(run_name=f"tune-{base.name}") as parent:
         mlflow.set_tags({"config": base.name, "kind": "optuna", "study": study.study_name})
 
@@ -100,7 +101,6 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
                 mlflow.log_metrics({"cv_ua_mean": float(np.mean(uas)), "cv_ua_std": float(np.std(uas))})
                 return float(np.mean(uas))
 
-        fold_seconds: list[float] = []
         remaining = max(0, n_trials - len([t for t in study.trials if t.state.is_finished()]))
         study.optimize(objective, n_trials=remaining, show_progress_bar=progress,
                        timeout=timeout_minutes * 60 if timeout_minutes else None)

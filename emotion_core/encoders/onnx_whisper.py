@@ -22,9 +22,9 @@
 * **Runtime.** One `InferenceSession` per encoder, created once: intra-op threads = usable cores (≤ 4,
   `EMOTION_ONNX_THREADS` overrides), one inter-op thread, sequential execution, all graph optimisations,
   no spin-waiting between ops (`EMOTION_ONNX_SPIN=1` turns it on), no memory arena, and a warm-up run at
-  construction so the first request pays no first-run allocation. Loading it sets torch to one intra-op
-  thread (`EMOTION_TORCH_THREADS`, 0 = leave): torch then only computes the log-mel and the head, and its
-  thread pool would otherwise contend with ORT's.
+  construction so the first request pays no first-run allocation. A `Predictor` serving with it sets torch
+  to one intra-op thread (`use_serving_torch_threads`, `EMOTION_TORCH_THREADS`, 0 = leave): torch then only
+  computes the log-mel and the head, and its thread pool would otherwise contend with ORT's.
 
 The fingerprint is the *weights'* fingerprint (the same as the torch encoder's), so heads trained on the
 fp32 torch features load unchanged; `runtime` ("onnx-int8" / "onnx-fp32") says what computes them. The
@@ -75,6 +75,18 @@ def onnx_cache_dir(cache_root: Path | None = None) -> Path:
 
 def model_filename(num_layers: int = TOTAL_STATES, precision: str = "int8") -> str:
     return f"{whisper.NAME}-L{num_layers}-{precision}.onnx"
+
+
+def use_serving_torch_threads() -> None:
+    """For a process that serves with this encoder (the `Predictor`): beside it torch only computes the
+    log-mel and the head (~2 ms on one thread); with its default pool (one thread per core) its OpenMP
+    threads contend with ORT's and, on a busy machine, cost 10-40 ms per request. $EMOTION_TORCH_THREADS
+    overrides (default 1; 0 leaves torch as it is). Not done by the encoder itself: a process that also
+    trains (crossval's int8 check) keeps its own setting."""
+    torch_threads = int(os.environ.get("EMOTION_TORCH_THREADS", "1"))
+    if torch_threads > 0 and torch.get_num_threads() != torch_threads:
+        log.info("torch intra-op threads %d → %d (the encoder runs in ONNX Runtime)", torch.get_num_threads(), torch_threads)
+        torch.set_num_threads(torch_threads)
 
 
 def default_threads() -> int:
@@ -312,13 +324,6 @@ class OnnxWhisperEncoder(SpeechEncoder):
             raise RuntimeError(f"{self.model_path} was exported from weights {stored.get(_META_FINGERPRINT)} with "
                                f"{stored.get('emotion.num_layers')} states; expected {self.fingerprint} with {self.num_layers}")
         self._max_mel_frames = _MAX_MEL_FRAMES
-        # Beside this encoder torch only computes the log-mel and the head (~2 ms on one thread); with its
-        # default pool (one thread per core) its OpenMP threads contend with ORT's and, on a busy machine,
-        # cost 10-40 ms per request. $EMOTION_TORCH_THREADS overrides (0: leave torch as it is).
-        torch_threads = int(os.environ.get("EMOTION_TORCH_THREADS", "1"))
-        if torch_threads > 0 and torch.get_num_threads() != torch_threads:
-            log.info("torch intra-op threads %d → %d (the encoder runs in ONNX Runtime)", torch.get_num_threads(), torch_threads)
-            torch.set_num_threads(torch_threads)
         if warmup:  # first-run allocations and kernel selection happen here, not in the first request
             self.encode(np.zeros(3 * features.SAMPLE_RATE, np.float32) + 1e-3)
         _release_freed_heap()  # the parsed model protobuf, the warm-up's buffers
