@@ -19,6 +19,32 @@ from emotion_core.labels import NUM_EMOTIONS
 from emotion_core.model import HybridEmotionCNN
 
 
+def keep_freed_memory_in_process() -> bool:
+    """Let glibc reuse freed batch tensors instead of returning them to the OS.
+
+    glibc serves allocations above 32 MB with a fresh mmap and unmaps them on free, so every training
+    batch (~46 MB of encoder frames at 32 clips) was page-faulted in anew: `torch.zeros` for one batch
+    took 11 ms instead of 1 ms and a default fold fit spent a third of its time there (65 s → 42 s
+    with this, same numbers). Raising the mmap and trim thresholds keeps those pages on the heap; the
+    cost is that the process keeps its high-water mark, which a training process reaches anyway.
+    Returns whether it applied (glibc only; elsewhere a no-op)."""
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED is None:
+        import ctypes
+        import ctypes.util
+
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+            _MALLOC_TUNED = bool(libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 2 << 30))
+        except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
+            _MALLOC_TUNED = False
+    return _MALLOC_TUNED
+
+
+_MALLOC_TUNED: bool | None = None
+
+
 def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -121,6 +147,7 @@ def fit(
 ) -> TrainResult:
     """Train a fresh head. With a validation set, keep the epoch with the best validation UA and stop
     after `patience` epochs without improvement; without one, train all epochs and keep the last."""
+    keep_freed_memory_in_process()
     if train_cfg.num_threads:
         torch.set_num_threads(train_cfg.num_threads)
     set_seed(train_cfg.seed)
