@@ -36,7 +36,7 @@ class FoldResult:
 def run_fold(cfg: ExperimentConfig, manifest: pd.DataFrame, clips: Sequence[ClipFeatures], fold: int,
              probe_features: np.ndarray | None = None, progress: bool = False,
              on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-             served_clips: Sequence[ClipFeatures] | None = None) -> FoldResult:
+             served_clips: Sequence[ClipFeatures] | None = None, stats_memo: dict | None = None) -> FoldResult:
     # Row positions by clip id (split_actors returns re-sorted, re-indexed frames).
     pos = pd.Series(np.arange(len(manifest)), index=manifest["clip_id"].to_numpy())
     actors, y = manifest["actor"].to_numpy(), manifest["label"].to_numpy()
@@ -48,7 +48,7 @@ def run_fold(cfg: ExperimentConfig, manifest: pd.DataFrame, clips: Sequence[Clip
         assert not set(actors[te]) & set(actors[np.concatenate([tr, va])]), "test actors leaked into training"
         result = fit([clips[i] for i in tr], y[tr], cfg.model, train_cfg,
                      val_clips=[clips[i] for i in va], val_labels=y[va] if len(va) else None,
-                     on_epoch=on_epoch if member == 0 else None, progress=progress)
+                     on_epoch=on_epoch if member == 0 else None, progress=progress, stats_memo=stats_memo)
         temperature = fit_temperature(predict_logits(result.model, [clips[i] for i in va]), y[va]) if len(va) else 1.0
         served = predict_logits(result.model, [served_clips[i] for i in te]) if served_clips is not None else None
         members.append({"logits": predict_logits(result.model, [clips[i] for i in te]), "temperature": temperature,

@@ -81,11 +81,14 @@ class MelBranch(nn.Module):
             )
 
         self.blocks = nn.ModuleList([block(1, c, stride=2), block(c, 2 * c), block(2 * c, 2 * c)])
+        self.blocks.to(memory_format=torch.channels_last)  # with the input's layout in forward (see there)
         self.strides = [2, 1, 1]
         self.out_dim = 2 * c
 
     def forward(self, mel: torch.Tensor, mel_lengths: torch.Tensor) -> torch.Tensor:
-        x, lengths = mel[:, None], mel_lengths
+        # channels-last: CPU conv/pool kernels for this layout run the branch ~2x faster (fwd+bwd 40 → 22 ms
+        # per batch of 32 four-second clips; max-pooling NCHW alone was a third of a training step).
+        x, lengths = mel[:, None].contiguous(memory_format=torch.channels_last), mel_lengths
         for block, stride in zip(self.blocks, self.strides):
             # Mask padded time steps before each block (as in FramesBranch), then follow the lengths
             # through the strided conv (ceil) and the pool (floor).

@@ -78,6 +78,7 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
     start = time.perf_counter()
 
     fold_seconds: list[float] = []  # every fold fit of this session: the study's cost, measured
+    stats_memo: dict = {}  # the stats branch's closed-form fit per (fold rows, C, layers, frame rate): once, not per trial
     with mlflow.start_run(run_name=f"tune-{base.name}") as parent:
         mlflow.set_tags({"config": base.name, "kind": "optuna", "study": study.study_name})
 
@@ -90,7 +91,7 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
                 uas = []
                 for step, fold in enumerate(folds):
                     t0 = time.perf_counter()
-                    r = cv.run_fold(cfg, manifest, clips, fold)
+                    r = cv.run_fold(cfg, manifest, clips, fold, stats_memo=stats_memo)
                     fold_seconds.append(time.perf_counter() - t0)
                     uas.append(summary(y[r.test_index], r.logits.argmax(-1))["ua"])
                     trial.report(float(np.mean(uas)), step)

@@ -79,6 +79,30 @@ def test_fold_ensemble_and_extra_training_data(smoke_run, smoke_cfg):
     assert set(val["corpus"]) == set(test["corpus"]) == {"ravdess"}
 
 
+def test_stats_memo_reuses_the_closed_form_fit_exactly(smoke_run):
+    """Tuning fits the stats branch once per fold: a memoised fit gives the very logits of a fresh one."""
+    from emotion_core.config import load_config
+    from emotion_core.data import load_manifest
+    from emotion_core.embeddings import EmbeddingCache
+    from emotion_core.encoders import load_encoder
+    from emotion_core.training import fit, predict_logits
+
+    cfg = load_config("smoke", ["train.epochs=1"])
+    manifest = load_manifest(cfg.data).reset_index(drop=True)
+    clips = EmbeddingCache(load_encoder(cfg.encoder.name, runtime="torch")).load(manifest, frame_pool=cfg.model.frame_pool)
+    y = manifest["label"].to_numpy()
+    memo: dict = {}
+    fresh = predict_logits(fit(clips, y, cfg.model, cfg.train, progress=False).model, clips)
+    first = predict_logits(fit(clips, y, cfg.model, cfg.train, progress=False, stats_memo=memo).model, clips)
+    again = predict_logits(fit(clips, y, cfg.model, cfg.train, progress=False, stats_memo=memo).model, clips)
+    assert len(memo) == 1
+    np.testing.assert_array_equal(first, fresh)
+    np.testing.assert_array_equal(again, fresh)
+    other_c = load_config("smoke", ["train.epochs=1", "model.stats_c=0.1"]).model
+    fit(clips, y, other_c, cfg.train, progress=False, stats_memo=memo)
+    assert len(memo) == 2  # a different C is a different fit
+
+
 def test_tuning_resumes(smoke_run, smoke_cfg, tmp_path):
     from emotion_core.tuning import tune, write_tuned_config
 
