@@ -40,6 +40,27 @@ def sample(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return overrides
 
 
+def base_params(base: ExperimentConfig, space: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The base config as a point of the search space (None if one of its values lies outside it), so a new
+    study measures it first: the study's best is then never below the config it started from, measured
+    the same way, and TPE starts from a known-good point."""
+    values = base.model_dump()
+    params: dict[str, Any] = {}
+    for dotted, spec in space.items():
+        if dotted == "model.branches":
+            value = "+".join(b for b in ("frames", "mel", "stats") if values["model"][f"use_{b}_branch"])
+        else:
+            section, key = dotted.split(".")
+            value = values[section][key]
+        if spec["type"] == "categorical":
+            if value not in spec["choices"]:
+                return None
+        elif not spec["low"] <= value <= spec["high"] or (spec["type"] == "int" and (value - spec["low"]) % spec.get("step", 1)):
+            return None
+        params[dotted] = value
+    return params
+
+
 def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, storage: str | None = None,
          progress: bool = True, timeout_minutes: float | None = None) -> dict[str, Any]:
     """Run (or resume) the study until it holds `n_trials` finished trials or `timeout_minutes` pass (the
@@ -67,6 +88,8 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
         pruner=optuna.pruners.MedianPruner(n_startup_trials=spec.get("pruner_startup_trials", 5),
                                            n_warmup_steps=spec.get("warmup_folds", 1)),
     )
+    if not study.trials and (start_point := base_params(base, space)) is not None:
+        study.enqueue_trial(start_point)
     manifest = load_manifest(base.data).reset_index(drop=True)
     factors = _choices(space, "model.frame_pool", base.model.frame_pool)
     pools: dict[int, list] = {p: [] for p in factors}

@@ -103,6 +103,25 @@ def test_stats_memo_reuses_the_closed_form_fit_exactly(smoke_run):
     assert len(memo) == 2  # a different C is a different fit
 
 
+def test_a_new_study_starts_from_the_base_config():
+    import yaml
+
+    from emotion_core.config import EXPERIMENTS_DIR, ExperimentConfig, _deep_merge, load_config
+    from emotion_core.tuning import base_params, sample
+
+    space = yaml.safe_load((EXPERIMENTS_DIR / "tune.yaml").read_text())["space"]
+    base = load_config("default")
+    params = base_params(base, space)
+    assert params is not None and set(params) == set(space)
+    import optuna
+
+    # the enqueued point, sampled back into a config, is the default config itself
+    again = ExperimentConfig.model_validate(_deep_merge(base.model_dump(), sample(optuna.trial.FixedTrial(params), space)))
+    assert again == base
+    assert base_params(load_config("default", ["train.epochs=7"]), space) is None  # off the int grid: not enqueued
+    assert base_params(load_config("default", ["model.frame_pool=3"]), space) is None
+
+
 def test_tuning_resumes(smoke_run, smoke_cfg, tmp_path):
     from emotion_core.tuning import tune, write_tuned_config
 
