@@ -133,17 +133,26 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
         figures = save_figures(study, out)
         best = {"value": study.best_value, "params": study.best_params, "trial": study.best_trial.number}
         states = [t.state.name for t in study.trials]
+        start_point = base_params(base, space)
+        base_trial = next((t for t in study.trials if t.params == start_point and t.value is not None), None)
+        # The study's cost from its stored trials (every session, resumes included): trial durations and
+        # how many folds each ran. A fold fit's mean cost then prices the full study without pruning.
+        study_seconds = sum(t.duration.total_seconds() for t in study.trials if t.duration is not None)
+        folds_run = sum(len(t.intermediate_values) for t in study.trials if t.duration is not None)
+        fold_cost = study_seconds / folds_run if folds_run else None
         result = {"study": study.study_name, "storage": storage, "n_trials": len(study.trials),
-                  "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"), "seconds": seconds,
-                  "target_trials": n_trials, "folds": folds, "timeout_minutes": timeout_minutes, "fold_fits": len(fold_seconds),
-                  "fold_fit_seconds_mean": float(np.mean(fold_seconds)) if fold_seconds else None,
-                  # the full study without pruning, at this session's mean cost of one fold fit
-                  "unpruned_study_minutes_estimate": float(np.mean(fold_seconds)) * n_trials * len(folds) / 60 if fold_seconds else None,
+                  "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"),
+                  "seconds": seconds, "study_seconds": study_seconds, "fold_fits": folds_run,
+                  "target_trials": n_trials, "folds": folds, "timeout_minutes": timeout_minutes,
+                  "fold_fits_this_session": len(fold_seconds),
+                  "fold_fit_seconds_mean": fold_cost,
+                  "unpruned_study_minutes_estimate": fold_cost * n_trials * len(folds) / 60 if fold_cost else None,
                   "best": best, "best_overrides": sample(optuna.trial.FixedTrial(study.best_params), space),
+                  "base": {"config": base.name, "trial": base_trial.number, "value": base_trial.value} if base_trial else None,
                   "figures": [str(f) for f in figures]}
         (out / "tune.json").write_text(json.dumps(result, indent=2))
         (out / "tune.md").write_text(tune_markdown(result, study))
-        mlflow.log_metrics({"best_cv_ua": study.best_value, "seconds": seconds})
+        mlflow.log_metrics({"best_cv_ua": study.best_value, "seconds": seconds, "study_seconds": study_seconds})
         mlflow.log_dict(result, "tune.json")
         for f in figures:
             mlflow.log_artifact(str(f), "figures")
@@ -163,17 +172,21 @@ def tune_markdown(result: dict[str, Any], study: Any) -> str:
         rows.append(f"| {t.number} | {t.state.name.lower()} | {len(steps)} | "
                     f"{'' if value is None else f'{value:.1%}'} | {params} |")
     fit = result.get("fold_fit_seconds_mean")
-    cost = (f" One fold fit took {fit:.0f} s on average in this session, so {result['target_trials']} trials × "
+    cost = (f" {result['fold_fits']} fold fits, {fit:.1f} s each on average, so {result['target_trials']} trials × "
             f"{len(result['folds'])} folds without pruning would take ≈ {result['unpruned_study_minutes_estimate']:.0f} min "
             "on this machine." if fit else "")
+    base = result.get("base")
     return "\n".join([
         f"# Optuna study `{result['study']}`", "",
-        f"{result['n_trials']} trials ({result['complete']} complete, {result['pruned']} pruned by the median pruner) in "
-        f"{result['seconds'] / 60:.1f} min this session (target {result['target_trials']} trials"
-        + (f", time-boxed to {result['timeout_minutes']:g} min" if result.get("timeout_minutes") else "") + ")." + cost,
+        f"{result['n_trials']} trials ({result['complete']} complete, {result['pruned']} pruned by the median pruner) took "
+        f"**{result['study_seconds'] / 60:.1f} min** of trial time (target {result['target_trials']} trials"
+        + (f", this session time-boxed to {result['timeout_minutes']:g} min" if result.get("timeout_minutes") else "") + ")." + cost,
         f"Objective: {len(result['folds'])}-fold actor-held-out CV UA (a pruned trial's value is its running fold mean). "
         f"Storage `{result['storage']}` (resumable: `make tune` continues the study).", "",
         f"**Best: trial {result['best']['trial']}, CV UA {result['best']['value']:.1%}** — `{json.dumps(result['best']['params'])}`",
+        *([f"", f"Base config `{base['config']}` (trial {base['trial']}, measured first): CV UA {base['value']:.1%}. "
+           "The best of many trials on the same 6 folds is optimistically biased by the selection itself, so a "
+           "best trial within about a point of the base config is not evidence that it is better."] if base else []),
         "", "| trial | state | folds run | CV UA | parameters |", "|---|---|---|---|---|", *rows, "",
         "![history](tune_history.png) ![importances](tune_importances.png)", ""])
 

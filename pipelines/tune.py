@@ -19,17 +19,21 @@ if __name__ == "__main__":
     cfg = config_from(args)
     result = tune(cfg, args.space, n_trials=args.trials, storage=args.storage, timeout_minutes=args.minutes)
     print(f"{result['n_trials']} trials ({result['complete']} complete, {result['pruned']} pruned) in "
-          f"{result['seconds'] / 60:.1f} min; best CV UA {result['best']['value']:.1%} with {result['best']['params']}")
+          f"{result['study_seconds'] / 60:.1f} min of trial time ({result['seconds'] / 60:.1f} min this session); "
+          f"best CV UA {result['best']['value']:.1%} with {result['best']['params']}")
     if result["fold_fit_seconds_mean"]:
-        print(f"one fold fit: {result['fold_fit_seconds_mean']:.1f} s on average this session → "
+        print(f"one fold fit: {result['fold_fit_seconds_mean']:.1f} s on average over the study → "
               f"{result['target_trials']} trials × {len(result['folds'])} folds unpruned ≈ "
               f"{result['unpruned_study_minutes_estimate']:.0f} min on this machine")
     if cfg.name == "default":
         from emotion_core.reporting import update_generated_section
 
         update_generated_section("tuning", f"Optuna (`make tune`): {result['n_trials']} trials ({result['complete']} complete, "
-                                 f"{result['pruned']} pruned) in {result['seconds'] / 60:.0f} min; best CV UA "
-                                 f"{result['best']['value']:.1%} (trial {result['best']['trial']}). Every trial: "
+                                 f"{result['pruned']} pruned) in {result['study_seconds'] / 60:.0f} min on this machine "
+                                 f"({result['fold_fits']} fold fits, {result['fold_fit_seconds_mean']:.0f} s each); best CV UA "
+                                 f"{result['best']['value']:.1%} (trial {result['best']['trial']})"
+                                 + (f", the base config {result['base']['value']:.1%} (trial {result['base']['trial']})"
+                                    if result["base"] else "") + ". Every trial: "
                                  "[`reports/default/tune.md`](reports/default/tune.md).")
     if args.write_config:
         print(f"wrote {write_tuned_config(result, cfg.name, EXPERIMENTS_DIR / 'tuned.yaml')}")
