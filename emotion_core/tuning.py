@@ -62,10 +62,11 @@ def base_params(base: ExperimentConfig, space: dict[str, dict[str, Any]]) -> dic
 
 
 def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, storage: str | None = None,
-         progress: bool = True, timeout_minutes: float | None = None) -> dict[str, Any]:
+         progress: bool = True, timeout_minutes: float | None = None, render_only: bool = False) -> dict[str, Any]:
     """Run (or resume) the study until it holds `n_trials` finished trials or `timeout_minutes` pass (the
     trial running then completes). The result says how long a fold fit took, so the cost of the full
-    study on this machine is printed rather than guessed."""
+    study on this machine is printed rather than guessed. `render_only`: run nothing, rewrite the report
+    from the stored study (e.g. after stopping a study by hand)."""
     import mlflow
     import optuna
 
@@ -74,7 +75,6 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
     from emotion_core.embeddings import EmbeddingCache
     from emotion_core.encoders import load_encoder
     from emotion_core.metrics import summary
-    from emotion_core.steps import reports_dir
 
     spec = yaml.safe_load(tune_file.read_text())
     space, n_trials = spec["space"], n_trials or spec.get("n_trials", 50)
@@ -88,6 +88,8 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
         pruner=optuna.pruners.MedianPruner(n_startup_trials=spec.get("pruner_startup_trials", 5),
                                            n_warmup_steps=spec.get("warmup_folds", 1)),
     )
+    if render_only:
+        return _report(study, base, space, folds, storage, n_trials, timeout_minutes, 0.0, [])
     if not study.trials and (start_point := base_params(base, space)) is not None:
         study.enqueue_trial(start_point)
     manifest = load_manifest(base.data).reset_index(drop=True)
@@ -129,34 +131,46 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
         study.optimize(objective, n_trials=remaining, show_progress_bar=progress,
                        timeout=timeout_minutes * 60 if timeout_minutes else None)
         seconds = time.perf_counter() - start
-        out = reports_dir(base)
-        figures = save_figures(study, out)
-        best = {"value": study.best_value, "params": study.best_params, "trial": study.best_trial.number}
-        states = [t.state.name for t in study.trials]
-        start_point = base_params(base, space)
-        base_trial = next((t for t in study.trials if t.params == start_point and t.value is not None), None)
-        # The study's cost from its stored trials (every session, resumes included): trial durations and
-        # how many folds each ran. A fold fit's mean cost then prices the full study without pruning.
-        study_seconds = sum(t.duration.total_seconds() for t in study.trials if t.duration is not None)
-        folds_run = sum(len(t.intermediate_values) for t in study.trials if t.duration is not None)
-        fold_cost = study_seconds / folds_run if folds_run else None
-        result = {"study": study.study_name, "storage": storage, "n_trials": len(study.trials),
-                  "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"),
-                  "seconds": seconds, "study_seconds": study_seconds, "fold_fits": folds_run,
-                  "target_trials": n_trials, "folds": folds, "timeout_minutes": timeout_minutes,
-                  "fold_fits_this_session": len(fold_seconds),
-                  "fold_fit_seconds_mean": fold_cost,
-                  "unpruned_study_minutes_estimate": fold_cost * n_trials * len(folds) / 60 if fold_cost else None,
-                  "best": best, "best_overrides": sample(optuna.trial.FixedTrial(study.best_params), space),
-                  "base": {"config": base.name, "trial": base_trial.number, "value": base_trial.value} if base_trial else None,
-                  "figures": [str(f) for f in figures]}
-        (out / "tune.json").write_text(json.dumps(result, indent=2))
-        (out / "tune.md").write_text(tune_markdown(result, study))
-        mlflow.log_metrics({"best_cv_ua": study.best_value, "seconds": seconds, "study_seconds": study_seconds})
+        result = _report(study, base, space, folds, storage, n_trials, timeout_minutes, seconds, fold_seconds)
+        mlflow.log_metrics({"best_cv_ua": study.best_value, "seconds": seconds, "study_seconds": result["study_seconds"]})
         mlflow.log_dict(result, "tune.json")
-        for f in figures:
+        for f in result["figures"]:
             mlflow.log_artifact(str(f), "figures")
         mlflow.set_tag("parent_run", parent.info.run_id)
+    return result
+
+
+def _report(study: Any, base: ExperimentConfig, space: dict[str, dict[str, Any]], folds: list[int], storage: str,
+            n_trials: int, timeout_minutes: float | None, seconds: float, fold_seconds: list[float]) -> dict[str, Any]:
+    """reports/<config>/tune.json, tune.md and the figures, from the stored study."""
+    import optuna
+
+    from emotion_core.steps import reports_dir
+
+    out = reports_dir(base)
+    figures = save_figures(study, out)
+    best = {"value": study.best_value, "params": study.best_params, "trial": study.best_trial.number}
+    states = [t.state.name for t in study.trials]
+    start_point = base_params(base, space)
+    base_trial = next((t for t in study.trials if t.params == start_point and t.value is not None), None)
+    # The study's cost from its stored trials (every session, resumes included): trial durations and
+    # how many folds each ran. A fold fit's mean cost then prices the full study without pruning.
+    study_seconds = sum(t.duration.total_seconds() for t in study.trials if t.duration is not None)
+    folds_run = sum(len(t.intermediate_values) for t in study.trials if t.duration is not None)
+    fold_cost = study_seconds / folds_run if folds_run else None
+    result = {"study": study.study_name, "storage": storage, "n_trials": len(study.trials),
+              "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"),
+              "stopped": states.count("FAIL") + states.count("RUNNING"),  # interrupted (by hand, a crash) or still running
+              "seconds": seconds, "study_seconds": study_seconds, "fold_fits": folds_run,
+              "target_trials": n_trials, "folds": folds, "timeout_minutes": timeout_minutes,
+              "fold_fits_this_session": len(fold_seconds),
+              "fold_fit_seconds_mean": fold_cost,
+              "unpruned_study_minutes_estimate": fold_cost * n_trials * len(folds) / 60 if fold_cost else None,
+              "best": best, "best_overrides": sample(optuna.trial.FixedTrial(study.best_params), space),
+              "base": {"config": base.name, "trial": base_trial.number, "value": base_trial.value} if base_trial else None,
+              "figures": [str(f) for f in figures]}
+    (out / "tune.json").write_text(json.dumps(result, indent=2))
+    (out / "tune.md").write_text(tune_markdown(result, study))
     return result
 
 
@@ -178,13 +192,14 @@ def tune_markdown(result: dict[str, Any], study: Any) -> str:
     base = result.get("base")
     return "\n".join([
         f"# Optuna study `{result['study']}`", "",
-        f"{result['n_trials']} trials ({result['complete']} complete, {result['pruned']} pruned by the median pruner) took "
+        f"{result['n_trials']} trials ({result['complete']} complete, {result['pruned']} pruned by the median pruner"
+        + (f", {result['stopped']} unfinished" if result.get("stopped") else "") + ") took "
         f"**{result['study_seconds'] / 60:.1f} min** of trial time (target {result['target_trials']} trials"
         + (f", this session time-boxed to {result['timeout_minutes']:g} min" if result.get("timeout_minutes") else "") + ")." + cost,
         f"Objective: {len(result['folds'])}-fold actor-held-out CV UA (a pruned trial's value is its running fold mean). "
         f"Storage `{result['storage']}` (resumable: `make tune` continues the study).", "",
         f"**Best: trial {result['best']['trial']}, CV UA {result['best']['value']:.1%}** — `{json.dumps(result['best']['params'])}`",
-        *([f"", f"Base config `{base['config']}` (trial {base['trial']}, measured first): CV UA {base['value']:.1%}. "
+        *(["", f"Base config `{base['config']}` (trial {base['trial']}): CV UA {base['value']:.1%}. "
            "The best of many trials on the same 6 folds is optimistically biased by the selection itself, so a "
            "best trial within about a point of the base config is not evidence that it is better."] if base else []),
         "", "| trial | state | folds run | CV UA | parameters |", "|---|---|---|---|---|", *rows, "",
