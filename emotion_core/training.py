@@ -231,10 +231,11 @@ def _fit_stats_lr(model: HybridEmotionCNN, clips: Sequence[ClipFeatures], labels
                   memo: dict | None = None) -> None:
     """Fit the stats branch as StandardScaler + LogisticRegression on whole training clips (the linear
     probe, made part of the model) and switch it on: final logits = CNN logits + probe logits."""
-    # Keyed by the clip objects themselves (the memo's owner keeps them alive) and everything the fit reads.
+    # Keyed by the clip objects themselves and everything the fit reads; the entry holds the clips, so their
+    # ids cannot be reused by other objects while the memo lives.
     key = (c, seed, tuple(model.stats.layers), tuple(map(id, clips)), labels.tobytes())
     if memo is not None and key in memo:
-        model.stats.set_logistic_regression(*memo[key])
+        model.stats.set_logistic_regression(*memo[key][1])
         model.stats_enabled = True
         return
     from sklearn.linear_model import LogisticRegression
@@ -250,6 +251,6 @@ def _fit_stats_lr(model: HybridEmotionCNN, clips: Sequence[ClipFeatures], labels
     lr = LogisticRegression(C=c, max_iter=3000, random_state=seed).fit(scaler.transform(x), labels)
     fitted = (scaler.mean_, np.where(scaler.var_ > 0, scaler.var_, 1.0), lr.coef_, lr.intercept_)
     if memo is not None:
-        memo[key] = fitted
+        memo[key] = (list(clips), fitted)
     model.stats.set_logistic_regression(*fitted)
     model.stats_enabled = True
