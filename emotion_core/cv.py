@@ -140,19 +140,21 @@ def speaker_adapted_probe(manifest: pd.DataFrame, feats: np.ndarray, enrollment:
     return {"enrollment": enrollment, "ua_mean": float(np.mean(uas)), "ua_std": float(np.std(uas))}
 
 
-def served_runtime_clips(cfg: ExperimentConfig, manifest: pd.DataFrame, progress: bool = False) -> list[ClipFeatures] | None:
+def served_runtime_clips(cfg: ExperimentConfig, manifest: pd.DataFrame,
+                         progress: bool = False) -> tuple[str, list[ClipFeatures]] | None:
     """The corpus as the served encoder runtime (ONNX int8) computes it, pooled like the head's training
-    features: a cache of its own beside the fp32 one (built once, ~35 s for RAVDESS). None when the config's
-    encoder has no optimised runtime or ONNX Runtime is unavailable."""
+    features, with that runtime's name: a cache of its own beside the fp32 one (built once, ~35 s for
+    RAVDESS). None when the config's encoder has no optimised runtime or ONNX Runtime is unavailable."""
     from emotion_core.embeddings import EmbeddingCache, encoder_cache_dir
     from emotion_core.encoders import load_encoder
 
     encoder = load_encoder(cfg.encoder.name)  # the serving default ($EMOTION_RUNTIME)
     if getattr(encoder, "runtime", "torch") == "torch":
         return None
-    cache = EmbeddingCache(encoder, root=encoder_cache_dir(encoder).with_name(f"{encoder_cache_dir(encoder).name}-{encoder.runtime}"))
+    fp32_root = encoder_cache_dir(encoder)
+    cache = EmbeddingCache(encoder, root=fp32_root.with_name(f"{fp32_root.name}-{encoder.runtime}"))
     cache.build(manifest, progress=progress)
-    return cache.load(manifest, frame_pool=cfg.model.frame_pool)
+    return encoder.runtime, cache.load(manifest, frame_pool=cfg.model.frame_pool)
 
 
 def run(cfg: ExperimentConfig, *, random_split_check: bool = True, adapted: Sequence[int | None] = (10, 20, None),
@@ -184,10 +186,12 @@ def run(cfg: ExperimentConfig, *, random_split_check: bool = True, adapted: Sequ
         clips.append(clip.pooled(cfg.model.frame_pool))
     probe_features = np.stack(probe_rows)
     served: list | None = None
+    served_runtime = None
     if served_runtime_check:  # test actors' features as the served (int8) encoder gives them
         rows = np.flatnonzero(manifest["fold"].notna().to_numpy())
-        feats = served_runtime_clips(cfg, manifest.iloc[rows], progress)
-        if feats is not None:
+        found = served_runtime_clips(cfg, manifest.iloc[rows], progress)
+        if found is not None:
+            served_runtime, feats = found
             served = [None] * len(manifest)
             for i, f in zip(rows, feats):
                 served[i] = f
@@ -234,7 +238,7 @@ def run(cfg: ExperimentConfig, *, random_split_check: bool = True, adapted: Sequ
                   "n_clips": int(manifest["fold"].notna().sum()), "extra_train": list(cfg.data.extra_train),
                   "n_extra_train_clips": int(manifest["fold"].isna().sum()), "folds": folds, "head": head, "probe": baseline, "calibration": calib}
         if served_head is not None:
-            report["head_served_runtime"] = {"runtime": load_encoder(cfg.encoder.name).runtime, **served_head}
+            report["head_served_runtime"] = {"runtime": served_runtime, **served_head}
             mlflow.log_metric("served_runtime_ua_mean", served_head["ua_mean"])
         if random_split_check:
             report["random_split"] = random_split(cfg, manifest, clips)
