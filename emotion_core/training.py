@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import random
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -19,6 +20,7 @@ from emotion_core.labels import NUM_EMOTIONS
 from emotion_core.model import HybridEmotionCNN
 
 
+@functools.cache  # once per process
 def keep_freed_memory_in_process() -> bool:
     """Let glibc reuse freed batch tensors instead of returning them to the OS.
 
@@ -28,21 +30,15 @@ def keep_freed_memory_in_process() -> bool:
     with this, same numbers). Raising the mmap and trim thresholds keeps those pages on the heap; the
     cost is that the process keeps its high-water mark, which a training process reaches anyway.
     Returns whether it applied (glibc only; elsewhere a no-op)."""
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED is None:
-        import ctypes
-        import ctypes.util
+    import ctypes
+    import ctypes.util
 
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-            _MALLOC_TUNED = bool(libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 2 << 30))
-        except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
-            _MALLOC_TUNED = False
-    return _MALLOC_TUNED
-
-
-_MALLOC_TUNED: bool | None = None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+        return bool(libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 2 << 30))
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
+        return False
 
 
 def set_seed(seed: int) -> None:

@@ -89,7 +89,7 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
                                            n_warmup_steps=spec.get("warmup_folds", 1)),
     )
     if render_only:
-        return _report(study, base, space, folds, storage, n_trials, timeout_minutes, 0.0, [])
+        return _report(study, base, space, folds, storage, n_trials, timeout_minutes, 0.0, 0)
     if not study.trials and (start_point := base_params(base, space)) is not None:
         study.enqueue_trial(start_point)
     manifest = load_manifest(base.data).reset_index(drop=True)
@@ -102,7 +102,7 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
     tracking.setup("tune")
     start = time.perf_counter()
 
-    fold_seconds: list[float] = []  # every fold fit of this session: the study's cost, measured
+    session_fold_fits: list[int] = []  # folds fitted in this session (the study's cost comes from its stored trials)
     stats_memo: dict = {}  # the stats branch's closed-form fit per (fold rows, C, layers, frame rate): once, not per trial
     with mlflow.start_run(run_name=f"tune-{base.name}") as parent:
         mlflow.set_tags({"config": base.name, "kind": "optuna", "study": study.study_name})
@@ -115,9 +115,8 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
                 mlflow.log_params(trial.params)
                 uas = []
                 for step, fold in enumerate(folds):
-                    t0 = time.perf_counter()
                     r = cv.run_fold(cfg, manifest, clips, fold, stats_memo=stats_memo)
-                    fold_seconds.append(time.perf_counter() - t0)
+                    session_fold_fits.append(fold)
                     uas.append(summary(y[r.test_index], r.logits.argmax(-1))["ua"])
                     trial.report(float(np.mean(uas)), step)
                     mlflow.log_metric("running_cv_ua", float(np.mean(uas)), step=step)
@@ -131,7 +130,7 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
         study.optimize(objective, n_trials=remaining, show_progress_bar=progress,
                        timeout=timeout_minutes * 60 if timeout_minutes else None)
         seconds = time.perf_counter() - start
-        result = _report(study, base, space, folds, storage, n_trials, timeout_minutes, seconds, fold_seconds)
+        result = _report(study, base, space, folds, storage, n_trials, timeout_minutes, seconds, len(session_fold_fits))
         mlflow.log_metrics({"best_cv_ua": study.best_value, "seconds": seconds, "study_seconds": result["study_seconds"]})
         mlflow.log_dict(result, "tune.json")
         for f in result["figures"]:
@@ -141,7 +140,7 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
 
 
 def _report(study: Any, base: ExperimentConfig, space: dict[str, dict[str, Any]], folds: list[int], storage: str,
-            n_trials: int, timeout_minutes: float | None, seconds: float, fold_seconds: list[float]) -> dict[str, Any]:
+            n_trials: int, timeout_minutes: float | None, seconds: float, session_fold_fits: int) -> dict[str, Any]:
     """reports/<config>/tune.json, tune.md and the figures, from the stored study."""
     import optuna
 
@@ -160,10 +159,10 @@ def _report(study: Any, base: ExperimentConfig, space: dict[str, dict[str, Any]]
     fold_cost = study_seconds / folds_run if folds_run else None
     result = {"study": study.study_name, "storage": storage, "n_trials": len(study.trials),
               "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"),
-              "stopped": states.count("FAIL") + states.count("RUNNING"),  # interrupted (by hand, a crash) or still running
+              "unfinished": states.count("FAIL") + states.count("RUNNING"),  # interrupted (by hand, a crash) or still running
               "seconds": seconds, "study_seconds": study_seconds, "fold_fits": folds_run,
               "target_trials": n_trials, "folds": folds, "timeout_minutes": timeout_minutes,
-              "fold_fits_this_session": len(fold_seconds),
+              "fold_fits_this_session": session_fold_fits,
               "fold_fit_seconds_mean": fold_cost,
               "unpruned_study_minutes_estimate": fold_cost * n_trials * len(folds) / 60 if fold_cost else None,
               "best": best, "best_overrides": sample(optuna.trial.FixedTrial(study.best_params), space),
@@ -193,7 +192,7 @@ def tune_markdown(result: dict[str, Any], study: Any) -> str:
     return "\n".join([
         f"# Optuna study `{result['study']}`", "",
         f"{result['n_trials']} trials ({result['complete']} complete, {result['pruned']} pruned by the median pruner"
-        + (f", {result['stopped']} unfinished" if result.get("stopped") else "") + ") took "
+        + (f", {result['unfinished']} unfinished" if result.get("unfinished") else "") + ") took "
         f"**{result['study_seconds'] / 60:.1f} min** of trial time (target {result['target_trials']} trials"
         + (f", this session time-boxed to {result['timeout_minutes']:g} min" if result.get("timeout_minutes") else "") + ")." + cost,
         f"Objective: {len(result['folds'])}-fold actor-held-out CV UA (a pruned trial's value is its running fold mean). "
