@@ -59,7 +59,9 @@ def cv_markdown(r: dict) -> str:
     served = (f"\n| the same fold models on the served encoder's features ({sv['runtime']}; trained on fp32) | "
               f"{_pm(sv['ua_mean'], sv['ua_std'])} | {_pm(sv['wa_mean'], sv['wa_std'])} | {sv['macro_f1_mean']:.3f} |" if sv else "")
     rs = r.get("random_split")
-    random_row = f"| random stratified 80/20 clip split (**speaker-dependent**) | WA {rs['wa']:.1%}, UA {rs['ua']:.1%} |" if rs else ""
+    random_row = (f"| random stratified 80/20 clip split (**speaker-dependent**), {len(rs['per_seed'])} seeds | "
+                  f"WA {_pm(rs['wa_mean'], rs['wa_std'])}, UA {_pm(rs['ua_mean'], rs['ua_std'])} "
+                  f"(WA per seed: {' / '.join(format(s['wa'], '.1%') for s in rs['per_seed'])}) |" if rs else "")
     return f"""# Cross-validation — config `{r['config']}`
 
 {r['n_clips']} RAVDESS clips, encoder `{r['encoder']}`, the 6 actor-held-out EmoBox folds (4 test actors

@@ -155,7 +155,7 @@ def _cv_metrics(cfg: ExperimentConfig) -> dict[str, float]:
            "cv_macro_f1_mean": head["macro_f1_mean"], "cv_probe_ua_mean": report["probe"]["ua_mean"],
            "cv_ece_after": report["calibration"]["ece_after"]}
     if "random_split" in report:
-        out["random_split_wa"] = report["random_split"]["wa"]
+        out["random_split_wa"] = report["random_split"]["wa_mean"]
     return out
 
 
@@ -275,7 +275,8 @@ def update_readme_cv(report: dict[str, Any]) -> bool:
            f"{sv['ua_std']:.1%} | {sv['wa_mean']:.1%} | {sv['macro_f1_mean']:.3f} |"] if sv else []),
         "",
         f"Calibration: ECE {c['ece_before']:.3f} → {c['ece_after']:.3f} after temperature scaling."
-        + (f" Speaker-dependent random 80/20 split (the seed's kind of number, not comparable): WA {rs['wa']:.1%}." if rs else ""),
+        + (f" Speaker-dependent random 80/20 split (the seed's kind of number, not comparable), {len(rs['per_seed'])} seeds: "
+           f"WA {rs['wa_mean']:.1%} ± {rs['wa_std']:.1%}." if rs else ""),
         f"Full report: [`reports/{report['config']}/cv.md`](reports/{report['config']}/cv.md), written by `make crossval`.",
     ]
     return update_generated_section("evaluation", "\n".join(lines))
