@@ -1,7 +1,8 @@
 """Optuna search over the head and its training, objective = actor-held-out CV UA on the embedding cache.
 
-TPE sampler + median pruning on the running fold mean; every trial is a nested MLflow run; the study is
-stored in sqlite (`mlruns/optuna.db`) so an interrupted search resumes where it stopped.
+TPE sampler + successive halving over folds (a trial's running fold mean must rank in the top third of
+the trials that reached the same fold count, after 1 and after 3 folds); every trial is a nested MLflow
+run; the study is stored in sqlite (`mlruns/optuna.db`) so an interrupted search resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -83,10 +84,11 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
     study = optuna.create_study(
         study_name=f"tune-{base.name}", storage=storage, load_if_exists=True, direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=base.train.seed, n_startup_trials=spec.get("startup_trials", 10)),
-        # A step is one fold: a trial whose running fold mean falls under the median of earlier trials at the
-        # same fold stops there (checked from fold `warmup_folds` + 1 on, once `pruner_startup_trials` trials completed).
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=spec.get("pruner_startup_trials", 5),
-                                           n_warmup_steps=spec.get("warmup_folds", 1)),
+        # The resource is folds (step = folds run): after 1 fold and after 3, a trial goes on only if its running
+        # mean ranks in the top 1/reduction_factor of the trials measured at that rung, else it stops there.
+        # Rungs compare the same folds, so fold-to-fold spread cancels; with 3, a trial costs ~2 fold fits on
+        # average instead of 6 (the median pruner it replaces averaged 3.9).
+        pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=spec.get("reduction_factor", 3)),
     )
     if render_only:
         return _report(study, base, space, folds, storage, n_trials, timeout_minutes, 0.0, 0)
@@ -114,12 +116,12 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
             with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
                 mlflow.log_params(trial.params)
                 uas = []
-                for step, fold in enumerate(folds):
+                for fold in folds:
                     r = cv.run_fold(cfg, manifest, clips, fold, stats_memo=stats_memo)
                     session_fold_fits.append(fold)
                     uas.append(summary(y[r.test_index], r.logits.argmax(-1))["ua"])
-                    trial.report(float(np.mean(uas)), step)
-                    mlflow.log_metric("running_cv_ua", float(np.mean(uas)), step=step)
+                    trial.report(float(np.mean(uas)), len(uas))  # step = folds run: the pruner's resource
+                    mlflow.log_metric("running_cv_ua", float(np.mean(uas)), step=len(uas))
                     if trial.should_prune():
                         mlflow.set_tag("state", "pruned")
                         raise optuna.TrialPruned()
@@ -191,7 +193,7 @@ def tune_markdown(result: dict[str, Any], study: Any) -> str:
     base = result.get("base")
     return "\n".join([
         f"# Optuna study `{result['study']}`", "",
-        f"{result['n_trials']} trials ({result['complete']} complete, {result['pruned']} pruned by the median pruner"
+        f"{result['n_trials']} trials ({result['complete']} complete, {result['pruned']} pruned by successive halving"
         + (f", {result['unfinished']} unfinished" if result.get("unfinished") else "") + ") took "
         f"**{result['study_seconds'] / 60:.1f} min** of trial time (target {result['target_trials']} trials"
         + (f", this session time-boxed to {result['timeout_minutes']:g} min" if result.get("timeout_minutes") else "") + ")." + cost,
