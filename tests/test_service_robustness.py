@@ -116,7 +116,15 @@ def test_ten_minute_file_is_answered(client: httpx.Client, predictor: Predictor,
     audio[at : at + len(speech)] = speech
     r = upload(client, wav(audio))
     assert r.status_code == 200, r.text
-    assert r.json()["emotion"] == predictor.predict(speech, sample_rate=SAMPLE_RATE).emotion  # windows around it
+    # Only the 4 s windows that overlap the speech are judged (not the 10 minutes of silence) ...
+    from emotion_core.vad import speech_segments
+    from emotion_core.windows import plan_windows
+
+    windows = plan_windows(len(audio), speech_segments(audio))
+    assert windows and all(a < at + len(speech) and b > at for a, b in windows), windows
+    # ... and the served answer is the predictor's on the whole upload (no truncation, nothing lost on the way).
+    local = predictor.predict(audio, sample_rate=SAMPLE_RATE)
+    assert r.json()["emotion"] == local.emotion and math.isclose(r.json()["confidence"], local.confidence, abs_tol=0.02)
 
 
 def test_longer_than_ten_minutes_is_413(client: httpx.Client) -> None:
