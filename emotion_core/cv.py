@@ -65,6 +65,12 @@ def run_fold(cfg: ExperimentConfig, manifest: pd.DataFrame, clips: Sequence[Clip
     return FoldResult(fold, te, logits, temperature, result.best_epoch, result.history, probe_logits, served_logits)
 
 
+def mean_std(rows: list[dict], keys: Sequence[str]) -> dict[str, float]:
+    """`<key>_mean` and `<key>_std` (population std) of each key over rows (folds, seeds)."""
+    table = pd.DataFrame(rows)
+    return {**{f"{k}_mean": float(table[k].mean()) for k in keys}, **{f"{k}_std": float(table[k].std(ddof=0)) for k in keys}}
+
+
 def summarise(manifest: pd.DataFrame, folds: list[FoldResult], attr: str = "logits") -> dict:
     """Per-fold UA/WA/macro-F1, mean ± std, summed confusion, per-class F1, per-actor accuracy."""
     y = manifest["label"].to_numpy()
@@ -75,14 +81,12 @@ def summarise(manifest: pd.DataFrame, folds: list[FoldResult], attr: str = "logi
         per_fold.append({"fold": f.fold, **metrics.summary(y[f.test_index], pred)})
         y_all.append(y[f.test_index]), p_all.append(pred), idx_all.append(f.test_index)
     y_all, p_all, idx_all = np.concatenate(y_all), np.concatenate(p_all), np.concatenate(idx_all)
-    table = pd.DataFrame(per_fold)
     actors = manifest["actor"].to_numpy()[idx_all]
     per_actor = {int(a): float((p_all[actors == a] == y_all[actors == a]).mean()) for a in sorted(set(actors))}
     report = metrics.per_class_report(y_all, p_all)
     return {
         "per_fold": per_fold,
-        **{f"{k}_mean": float(table[k].mean()) for k in ("ua", "wa", "macro_f1")},
-        **{f"{k}_std": float(table[k].std(ddof=0)) for k in ("ua", "wa", "macro_f1")},
+        **mean_std(per_fold, ("ua", "wa", "macro_f1")),
         "confusion": metrics.confusion(y_all, p_all).tolist(),
         "per_class_f1": {k: float(v["f1-score"]) for k, v in report.items() if k in EMOTIONS},
         "per_actor_accuracy": per_actor,
@@ -108,9 +112,7 @@ def random_split(cfg: ExperimentConfig, manifest: pd.DataFrame, clips: Sequence[
                      val_clips=[clips[i] for i in va], val_labels=y[va], progress=False)
         pred = predict_logits(result.model, [clips[i] for i in te]).argmax(-1)
         per_seed.append({"seed": seed, "n_test": len(te), **metrics.summary(y[te], pred)})
-    table = pd.DataFrame(per_seed)
-    return {**{f"{k}_mean": float(table[k].mean()) for k in ("wa", "ua")},
-            **{f"{k}_std": float(table[k].std(ddof=0)) for k in ("wa", "ua")}, "per_seed": per_seed}
+    return {**mean_std(per_seed, ("wa", "ua")), "per_seed": per_seed}
 
 
 def speaker_adapted_probe(manifest: pd.DataFrame, feats: np.ndarray, enrollment: int | None,
