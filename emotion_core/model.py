@@ -26,6 +26,27 @@ def length_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
+class _LayerMix(torch.autograd.Function):
+    """Σ_l w_l · hidden[:, l] in float32, read straight from the (float16) cached frames.
+
+    The frames are frozen features (no gradient), so the backward needs only the L dot products for
+    the weights. An einsum would need the whole [B, L, T, D] batch in float32 first: twice the bytes
+    written by the collate and read again by the forward and the backward. This way it stays float16."""
+
+    @staticmethod
+    def forward(ctx, weights: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(hidden)
+        out = torch.zeros(hidden.shape[0], hidden.shape[2], hidden.shape[3], dtype=weights.dtype)
+        for layer, w in enumerate(weights.tolist()):
+            out.add_(hidden[:, layer], alpha=w)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (hidden,) = ctx.saved_tensors
+        return torch.stack([(grad * hidden[:, layer]).sum() for layer in range(hidden.shape[1])]), None
+
+
 def masked_mean_std(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """x [B, C, T], mask [B, T] → [B, 2C] (mean ‖ std over real frames)."""
     m = mask[:, None, :].to(x.dtype)
@@ -54,13 +75,13 @@ class FramesBranch(nn.Module):
         return None if self.layer_logits is None else torch.softmax(self.layer_logits, dim=0)
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if self.layer_logits is None:
-            x = hidden[:, -1]
-        else:
-            x = torch.einsum("l,bltd->btd", self.layer_weights(), hidden)
-        m = mask[:, None, :].to(x.dtype)
+        x = hidden[:, -1].float() if self.layer_logits is None else _LayerMix.apply(self.layer_weights(), hidden)
+        # The 1x1 convolution as a matmul over [B, T, D], before the transpose: transposing the 512-wide
+        # frames first would copy them (forward and backward); transposing its C-wide output is cheap.
+        conv, act, drop = self.pointwise
+        x = drop(act(nn.functional.linear(self.norm(x), conv.weight.squeeze(-1), conv.bias))).transpose(1, 2)
         # Zero the padding before the temporal conv so a padded clip sees exactly what it sees alone.
-        x = self.pointwise(self.norm(x).transpose(1, 2)) * m
+        x = x * mask[:, None, :].to(x.dtype)
         return masked_mean_std(self.temporal(x), mask)
 
 
@@ -115,7 +136,7 @@ class StatsBranch(nn.Module):
 
     def features(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """[B, L' * 2D] per-layer mean ‖ std over real frames (before standardisation)."""
-        h = hidden[:, self.layers]  # [B, L', T, D]
+        h = hidden[:, self.layers].float()  # [B, L', T, D]
         m = mask[:, None, :, None].to(h.dtype)
         n = m.sum(2).clamp(min=1.0)
         mean = (h * m).sum(2) / n
@@ -155,7 +176,7 @@ class HybridEmotionCNN(nn.Module):
     def forward(
         self, hidden: torch.Tensor, lengths: torch.Tensor, mel: torch.Tensor, mel_lengths: torch.Tensor
     ) -> torch.Tensor:
-        """hidden [B, L, T, D], lengths [B] (encoder frames), mel [B, 80, Tm], mel_lengths [B] → logits [B, 8]."""
+        """hidden [B, L, T, D] (float16 as cached, or float32), lengths [B] (encoder frames), mel [B, 80, Tm], mel_lengths [B] → logits [B, 8]."""
         mask = length_mask(lengths, hidden.shape[2])
         parts = []
         if self.frames is not None:

@@ -49,7 +49,7 @@ def set_seed(seed: int) -> None:
 
 @dataclass
 class Batch:
-    hidden: torch.Tensor  # [B, L, T, D] float32
+    hidden: torch.Tensor  # [B, L, T, D], the clips' dtype (float16 from the cache): the model reads it as is
     lengths: torch.Tensor  # [B]
     mel: torch.Tensor  # [B, 80, Tm]
     mel_lengths: torch.Tensor  # [B]
@@ -97,7 +97,7 @@ def collate(clips: Sequence[ClipFeatures], max_mel: int | None = None, rng: np.r
     lengths = torch.tensor([h.shape[1] for h, _ in pairs])
     mel_lengths = torch.tensor([m.shape[-1] for _, m in pairs])
     num_layers, _, dim = pairs[0][0].shape
-    hidden = torch.zeros(len(pairs), num_layers, int(lengths.max()), dim)
+    hidden = torch.zeros(len(pairs), num_layers, int(lengths.max()), dim, dtype=pairs[0][0].dtype)
     mel = torch.zeros(len(pairs), pairs[0][1].shape[0], int(mel_lengths.max()))
     for i, (h, m) in enumerate(pairs):
         hidden[i, :, : h.shape[1]] = h
