@@ -126,9 +126,13 @@ class TrainConfig(_Section):
     crop_seconds: float = 4.0
     #: Augmentation that meets the cache (SpecAugment-style): per training clip, this many time spans of
     #: up to `time_mask_seconds` each are replaced by the clip's mean, in the encoder frames and the
-    #: aligned log-mel alike. Waveform perturbations (speed, pitch, noise) would need the encoder re-run.
+    #: aligned log-mel alike.
     time_masks: int = Field(0, ge=0)
     time_mask_seconds: float = Field(0.4, gt=0)
+    #: Speed perturbation (e.g. [0.9, 1.1]): each factor is one more encoder pass over the corpus, cached
+    #: beside the clips (`EmbeddingCache.attach_speed_variants`); per epoch each training clip is drawn
+    #: from itself and its copies. Validation, test and serving read the clips as recorded.
+    speed_perturb: list[float] = []
     #: Cross-validation only: heads per fold (each with its own validation actors and seed, logits
     #: averaged), measuring what an ensemble would add; the served model (`train`) is one head.
     ensemble: int = Field(1, ge=1)

@@ -189,10 +189,12 @@ def run(cfg: ExperimentConfig, *, random_split_check: bool = True, adapted: Sequ
     # One pass over the cache: the probe baseline reads the encoder's own frame rate, the head the pooled
     # frames (pooled once here, not per fold; the encoder-rate corpus is never held whole).
     probe_rows, clips = [], []
-    for clip in EmbeddingCache(load_encoder(cfg.encoder.name, runtime="torch")).iter(manifest, progress=progress):
+    cache = EmbeddingCache(load_encoder(cfg.encoder.name, runtime="torch"))
+    for clip in cache.iter(manifest, progress=progress):
         probe_rows.append(clip_statistics(clip))
         clips.append(clip.pooled(cfg.model.frame_pool))
     probe_features = np.stack(probe_rows)
+    clips = cache.attach_speed_variants(manifest, clips, cfg.train.speed_perturb, cfg.model.frame_pool, progress)
     served: list | None = None
     served_runtime = None
     if served_runtime_check:  # test actors' features as the served (int8) encoder gives them

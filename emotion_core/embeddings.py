@@ -13,13 +13,13 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from emotion_core.audio import load_audio
+from emotion_core.audio import load_audio, speed_perturb
 from emotion_core.config import cache_dir
 from emotion_core.encoders import SpeechEncoder
 from emotion_core.features import log_mel
@@ -36,6 +36,9 @@ class ClipFeatures:
     mel: torch.Tensor  # [80, Tm]
     #: Encoder frames averaged per hidden frame (1 = as the encoder gives them); see `pooled`.
     frame_pool: int = 1
+    #: Training-only alternatives of the same clip (speed-perturbed copies, `train.speed_perturb`): the
+    #: training collate draws one of (clip, *variants) per clip and epoch; evaluation reads the clip itself.
+    variants: tuple["ClipFeatures", ...] = ()
 
     def pooled(self, factor: int) -> "ClipFeatures":
         """Average every `factor` encoder frames (float16 kept). Emotion is suprasegmental: 40 ms frames
@@ -46,7 +49,11 @@ class ClipFeatures:
             raise ValueError(f"features already pooled by {self.frame_pool}, asked for {factor}")
         h = self.hidden.float().transpose(1, 2)  # [L, D, T]
         h = torch.nn.functional.avg_pool1d(h, factor, factor, ceil_mode=True).transpose(1, 2)
-        return ClipFeatures(hidden=h.to(self.hidden.dtype).contiguous(), mel=self.mel, frame_pool=factor)
+        return ClipFeatures(hidden=h.to(self.hidden.dtype).contiguous(), mel=self.mel, frame_pool=factor,
+                            variants=tuple(v.pooled(factor) for v in self.variants))
+
+    def with_variants(self, variants: "list[ClipFeatures]") -> "ClipFeatures":
+        return ClipFeatures(self.hidden, self.mel, self.frame_pool, tuple(variants))
 
 
 def extract_features(encoder: SpeechEncoder, audio: np.ndarray) -> ClipFeatures:
@@ -73,36 +80,51 @@ class EmbeddingCache:
         self.root = root or encoder_cache_dir(encoder)
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def path_for(self, clip_id: str, path: str) -> Path:
-        return self.root / f"{clip_key(clip_id, path)}.npz"
+    def path_for(self, clip_id: str, path: str, speed: float = 1.0) -> Path:
+        """The clip's file; a speed-perturbed copy (`speed` ≠ 1) sits beside it with the factor in its name."""
+        return self.root / (f"{clip_key(clip_id, path)}.npz" if speed == 1.0 else f"{clip_key(clip_id, path)}-speed{speed:g}.npz")
 
-    def build(self, manifest: pd.DataFrame, progress: bool = True) -> dict[str, int]:
-        """Encode every manifest clip not cached yet. Returns counts {"cached", "encoded"}."""
+    def build(self, manifest: pd.DataFrame, progress: bool = True, speed: float = 1.0) -> dict[str, int]:
+        """Encode every manifest clip not cached yet (at `speed`: the waveform resampled first, see
+        `audio.speed_perturb`). Returns counts {"cached", "encoded"}."""
         if getattr(self.encoder, "runtime", "torch") != "torch" and self.root == encoder_cache_dir(self.encoder):
             # The cache is keyed by the weights' fingerprint and every head is trained on it: it must hold the
             # fp32 torch features only (an int8 runtime's would silently mix in). Scratch roots are fine.
             raise ValueError(f"the embedding cache {self.root} holds fp32 torch features; build it with "
                              f"load_encoder({self.encoder.name!r}, runtime='torch'), not {self.encoder.runtime}")
-        todo = [row for row in manifest.itertuples() if not self.path_for(row.clip_id, row.path).exists()]
-        for row in tqdm(todo, desc=f"embed ({self.encoder.name})", unit="clip", disable=not progress):
-            feats = extract_features(self.encoder, load_audio(row.path))
-            target = self.path_for(row.clip_id, row.path)
+        todo = [row for row in manifest.itertuples() if not self.path_for(row.clip_id, row.path, speed).exists()]
+        desc = f"embed ({self.encoder.name}{'' if speed == 1.0 else f', speed {speed:g}'})"
+        for row in tqdm(todo, desc=desc, unit="clip", disable=not progress):
+            feats = extract_features(self.encoder, speed_perturb(load_audio(row.path), speed))
+            target = self.path_for(row.clip_id, row.path, speed)
             tmp = target.with_suffix(f".{os.getpid()}.tmp.npz")
             np.savez(tmp, hidden=feats.hidden.numpy().astype(np.float16), mel=feats.mel.numpy().astype(np.float16))
             os.replace(tmp, target)  # atomic: readers never see half a file
         return {"cached": len(manifest) - len(todo), "encoded": len(todo)}
 
-    def iter(self, manifest: pd.DataFrame, progress: bool = False) -> Iterator[ClipFeatures]:
+    def iter(self, manifest: pd.DataFrame, progress: bool = False, speed: float = 1.0) -> Iterator[ClipFeatures]:
         """Cached features of each manifest row, one clip at a time (float16, as the encoder gave them)."""
-        missing = [r.clip_id for r in manifest.itertuples() if not self.path_for(r.clip_id, r.path).exists()]
+        missing = [r.clip_id for r in manifest.itertuples() if not self.path_for(r.clip_id, r.path, speed).exists()]
         if missing:
             raise FileNotFoundError(
-                f"{len(missing)} clips are not in the embedding cache {self.root} (e.g. {missing[0]}); "
-                "run `python -m pipelines.embed` with the same config first"
+                f"{len(missing)} clips are not in the embedding cache {self.root} (e.g. {missing[0]}"
+                f"{'' if speed == 1.0 else f' at speed {speed:g}'}); run `python -m pipelines.embed` with the same config first"
             )
         for row in tqdm(list(manifest.itertuples()), desc="load cache", unit="clip", disable=not progress):
-            with np.load(self.path_for(row.clip_id, row.path)) as z:
+            with np.load(self.path_for(row.clip_id, row.path, speed)) as z:
                 yield ClipFeatures(hidden=torch.from_numpy(z["hidden"]), mel=torch.from_numpy(z["mel"]))
+
+    def attach_speed_variants(self, manifest: pd.DataFrame, clips: list[ClipFeatures], speeds: "Sequence[float]",
+                              frame_pool: int, progress: bool = False) -> list[ClipFeatures]:
+        """`clips` (the manifest's rows, pooled by `frame_pool`) with their speed-perturbed copies attached
+        as training variants, encoded first where the cache lacks them (one encoder pass per speed)."""
+        if not speeds:
+            return clips
+        per_speed = []
+        for speed in speeds:
+            self.build(manifest, progress=progress, speed=speed)
+            per_speed.append([c.pooled(frame_pool) for c in self.iter(manifest, speed=speed)])
+        return [clip.with_variants([copies[i] for copies in per_speed]) for i, clip in enumerate(clips)]
 
     def load(self, manifest: pd.DataFrame, progress: bool = False, frame_pool: int = 1) -> list[ClipFeatures]:
         """Cached features for each manifest row, float16, pooled by `frame_pool` as they are read: the

@@ -69,6 +69,8 @@ def embed(cfg: ExperimentConfig, progress: bool = True) -> dict[str, Any]:
         mlflow.log_params({"config": cfg.name, "encoder": encoder.name, "clips": len(manifest)})
         start = time.perf_counter()
         counts = cache.build(manifest, progress=progress)
+        for speed in cfg.train.speed_perturb:  # training copies (train.speed_perturb): one more pass each
+            counts[f"encoded_speed{speed:g}"] = cache.build(manifest, progress=progress, speed=speed)["encoded"]
         seconds = time.perf_counter() - start
         mlflow.log_metrics({"encoded": counts["encoded"], "cached": counts["cached"], "seconds": seconds})
     return {**counts, "seconds": seconds, "cache_dir": str(cache.root)}
@@ -97,7 +99,8 @@ def train(cfg: ExperimentConfig, progress: bool = True) -> dict[str, Any]:
     encoder = load_encoder(cfg.encoder.name, runtime="torch")
     cache = EmbeddingCache(encoder)
     pool = cfg.model.frame_pool  # pooled as read: the encoder-rate corpus is never held whole
-    train_clips = cache.load(splits.train, progress=progress, frame_pool=pool)
+    train_clips = cache.attach_speed_variants(splits.train, cache.load(splits.train, progress=progress, frame_pool=pool),
+                                              cfg.train.speed_perturb, pool, progress)
     val_clips = cache.load(splits.val, progress=progress, frame_pool=pool) if len(splits.val) else []
     with mlflow.start_run(run_name=f"train-{cfg.name}") as run:
         mlflow.set_tags({"config": cfg.name, "encoder": encoder.name})

@@ -91,6 +91,8 @@ def collate(clips: Sequence[ClipFeatures], max_mel: int | None = None, rng: np.r
             time_masks: int = 0, mask_mel: int = 0) -> Batch:
     """Zero-pad clips of different lengths into one batch (the model masks the padding). With `rng`
     (training): random crops of ≤ `max_mel` mel frames and `time_masks` masked spans per clip."""
+    if rng is not None:  # training: a speed-perturbed copy now and then (drawn only when a clip has copies)
+        clips = [c if not c.variants else (c, *c.variants)[int(rng.integers(len(c.variants) + 1))] for c in clips]
     pairs = [_crop(c, max_mel, rng) for c in clips]
     if rng is not None and time_masks and mask_mel:
         pairs = [_time_mask(h, m, time_masks, mask_mel, rng) for h, m in pairs]

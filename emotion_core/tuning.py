@@ -97,9 +97,11 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
     manifest = load_manifest(base.data).reset_index(drop=True)
     factors = _choices(space, "model.frame_pool", base.model.frame_pool)
     pools: dict[int, list] = {p: [] for p in factors}
-    for clip in EmbeddingCache(load_encoder(base.encoder.name, runtime="torch")).iter(manifest):
+    cache = EmbeddingCache(load_encoder(base.encoder.name, runtime="torch"))
+    for clip in cache.iter(manifest):
         for p in factors:
             pools[p].append(clip.pooled(p))
+    pools = {p: cache.attach_speed_variants(manifest, clips, base.train.speed_perturb, p) for p, clips in pools.items()}
     y = manifest["label"].to_numpy()
     tracking.setup("tune")
     start = time.perf_counter()

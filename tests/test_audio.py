@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-from emotion_core.audio import AudioError, crop_or_pad, duration_seconds, load_audio
+from emotion_core.audio import AudioError, crop_or_pad, duration_seconds, load_audio, speed_perturb
 from emotion_core.config import data_dir
 from emotion_core.features import SAMPLE_RATE
 
@@ -249,3 +249,17 @@ def test_crop_or_pad_rejects_bad_input():
 
 def test_duration_seconds():
     assert duration_seconds(np.zeros(SAMPLE_RATE * 3 // 2, np.float32)) == 1.5
+
+
+@pytest.mark.parametrize("speed", [0.9, 1.1])
+def test_speed_perturbation_changes_tempo_and_pitch_together(speed):
+    """A 440 Hz tone played `speed` times faster: 1/speed as long, at 440·speed Hz."""
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    out = speed_perturb(tone, speed)
+    assert out.dtype == np.float32 and abs(len(out) - SAMPLE_RATE / speed) <= 2
+    peak_hz = np.argmax(np.abs(np.fft.rfft(out))) * SAMPLE_RATE / len(out)
+    assert peak_hz == pytest.approx(440 * speed, abs=2)
+    assert speed_perturb(tone, 1.0) is tone
+    with pytest.raises(ValueError, match="outside"):
+        speed_perturb(tone, 3.0)

@@ -82,6 +82,36 @@ def test_fold_ensemble_and_extra_training_data(smoke_run, smoke_cfg):
     assert set(val["corpus"]) == set(test["corpus"]) == {"ravdess"}
 
 
+def test_speed_perturbed_copies_meet_the_cache(tmp_path):
+    """train.speed_perturb: one cached encoder pass per factor beside the clips; the training collate draws
+    each clip from itself and its copies, evaluation reads the clip as recorded; a head trains on them."""
+    from emotion_core.config import load_config
+    from emotion_core.data import load_manifest
+    from emotion_core.embeddings import EmbeddingCache
+    from emotion_core.encoders import load_encoder
+    from emotion_core.training import collate, fit
+
+    cfg = load_config("smoke", ["train.epochs=1", "train.speed_perturb=[0.9, 1.1]"])
+    manifest = load_manifest(cfg.data).groupby("emotion").head(2).reset_index(drop=True)  # 16 real clips
+    cache = EmbeddingCache(load_encoder(cfg.encoder.name, runtime="torch"), root=tmp_path)
+    cache.build(manifest, progress=False)
+    clips = cache.attach_speed_variants(manifest, cache.load(manifest, frame_pool=cfg.model.frame_pool),
+                                        cfg.train.speed_perturb, cfg.model.frame_pool)
+    for clip in clips:
+        slow, fast = clip.variants
+        assert abs(slow.mel.shape[-1] - clip.mel.shape[-1] / 0.9) <= 2 and abs(fast.mel.shape[-1] - clip.mel.shape[-1] / 1.1) <= 2
+        assert slow.frame_pool == fast.frame_pool == cfg.model.frame_pool
+    assert cache.build(manifest, progress=False, speed=0.9) == {"cached": 16, "encoded": 0}
+    assert len(list(tmp_path.glob("*-speed1.1.npz"))) == 16
+
+    rng = np.random.default_rng(0)
+    drawn = {int(collate([clips[0]], rng=rng).mel_lengths[0]) for _ in range(30)}
+    assert drawn == {c.mel.shape[-1] for c in (clips[0], *clips[0].variants)}
+    assert int(collate([clips[0]]).mel_lengths[0]) == clips[0].mel.shape[-1]
+    result = fit(clips, manifest["label"].to_numpy(), cfg.model, cfg.train, progress=False)
+    assert len(result.history) == 1 and np.isfinite(result.history[0]["train_loss"])
+
+
 def test_stats_memo_reuses_the_closed_form_fit_exactly(smoke_run):
     """Tuning fits the stats branch once per fold: a memoised fit gives the very logits of a fresh one."""
     from emotion_core.config import load_config
