@@ -25,3 +25,41 @@ def test_padding_is_masked(cfg):
 def test_needs_a_branch():
     with pytest.raises(ValueError):
         HybridEmotionCNN(7, 64, ModelConfig(use_frames_branch=False, use_mel_branch=False))
+
+
+def test_float16_frames_give_the_float32_logits_and_gradients():
+    """The head reads cached float16 frames as they are (layer mix with its own backward): same logits and
+    same gradients as the float32 frames, the mixing weights included."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(use_stats_branch=True, stats_layers=[1, 2])
+    hidden16 = torch.randn(3, 7, 40, 64).half()
+    mel, lengths, mel_lengths = torch.randn(3, 80, 80), torch.tensor([40, 31, 20]), torch.tensor([80, 62, 40])
+    grads, logits = [], []
+    for hidden in (hidden16, hidden16.float()):
+        torch.manual_seed(1)
+        model = HybridEmotionCNN(7, 64, cfg).eval()
+        with torch.no_grad():
+            model.frames.layer_logits.copy_(torch.randn(7))
+        out = model(hidden, lengths, mel, mel_lengths)
+        out.square().sum().backward()
+        logits.append(out.detach())
+        grads.append({name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None})
+    torch.testing.assert_close(logits[0], logits[1], rtol=1e-5, atol=1e-5)
+    assert grads[0].keys() == grads[1].keys() and "frames.layer_logits" in grads[0]
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_layer_mix_matches_einsum_forward_and_backward():
+    from emotion_core.model import _LayerMix
+
+    torch.manual_seed(0)
+    hidden = torch.randn(2, 7, 30, 16).half()
+    logits = torch.randn(7, requires_grad=True)
+    upstream = torch.randn(2, 30, 16)
+    ours = _LayerMix.apply(torch.softmax(logits, 0), hidden)
+    (grad_ours,) = torch.autograd.grad((ours * upstream).sum(), logits)
+    reference = torch.einsum("l,bltd->btd", torch.softmax(logits, 0), hidden.float())
+    (grad_ref,) = torch.autograd.grad((reference * upstream).sum(), logits)
+    torch.testing.assert_close(ours, reference)
+    torch.testing.assert_close(grad_ours, grad_ref)
