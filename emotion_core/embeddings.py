@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
@@ -49,11 +49,8 @@ class ClipFeatures:
             raise ValueError(f"features already pooled by {self.frame_pool}, asked for {factor}")
         h = self.hidden.float().transpose(1, 2)  # [L, D, T]
         h = torch.nn.functional.avg_pool1d(h, factor, factor, ceil_mode=True).transpose(1, 2)
-        return ClipFeatures(hidden=h.to(self.hidden.dtype).contiguous(), mel=self.mel, frame_pool=factor,
-                            variants=tuple(v.pooled(factor) for v in self.variants))
-
-    def with_variants(self, variants: "list[ClipFeatures]") -> "ClipFeatures":
-        return ClipFeatures(self.hidden, self.mel, self.frame_pool, tuple(variants))
+        return replace(self, hidden=h.to(self.hidden.dtype).contiguous(), frame_pool=factor,
+                       variants=tuple(v.pooled(factor) for v in self.variants))
 
 
 def extract_features(encoder: SpeechEncoder, audio: np.ndarray) -> ClipFeatures:
@@ -82,7 +79,7 @@ class EmbeddingCache:
 
     def path_for(self, clip_id: str, path: str, speed: float = 1.0) -> Path:
         """The clip's file; a speed-perturbed copy (`speed` ≠ 1) sits beside it with the factor in its name."""
-        return self.root / (f"{clip_key(clip_id, path)}.npz" if speed == 1.0 else f"{clip_key(clip_id, path)}-speed{speed:g}.npz")
+        return self.root / f"{clip_key(clip_id, path)}{'' if speed == 1.0 else f'-speed{speed:g}'}.npz"
 
     def build(self, manifest: pd.DataFrame, progress: bool = True, speed: float = 1.0) -> dict[str, int]:
         """Encode every manifest clip not cached yet (at `speed`: the waveform resampled first, see
@@ -124,7 +121,7 @@ class EmbeddingCache:
         for speed in speeds:
             self.build(manifest, progress=progress, speed=speed)
             per_speed.append([c.pooled(frame_pool) for c in self.iter(manifest, speed=speed)])
-        return [clip.with_variants([copies[i] for copies in per_speed]) for i, clip in enumerate(clips)]
+        return [replace(clip, variants=tuple(copies[i] for copies in per_speed)) for i, clip in enumerate(clips)]
 
     def load(self, manifest: pd.DataFrame, progress: bool = False, frame_pool: int = 1) -> list[ClipFeatures]:
         """Cached features for each manifest row, float16, pooled by `frame_pool` as they are read: the
