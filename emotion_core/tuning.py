@@ -2,7 +2,8 @@
 
 TPE sampler + successive halving over folds (a trial's running fold mean must rank in the top third of
 the trials that reached the same fold count, after 1 and after 3 folds); every trial is a nested MLflow
-run; the study is stored in sqlite (`mlruns/optuna.db`) so an interrupted search resumes where it stopped.
+run; the study is stored in sqlite (`mlruns/optuna.db`) so an interrupted search resumes where it stopped,
+and worker processes can share it (one trial each at a time).
 """
 
 from __future__ import annotations
@@ -62,38 +63,98 @@ def base_params(base: ExperimentConfig, space: dict[str, dict[str, Any]]) -> dic
     return params
 
 
-def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, storage: str | None = None,
-         progress: bool = True, timeout_minutes: float | None = None, render_only: bool = False) -> dict[str, Any]:
-    """Run (or resume) the study until it holds `n_trials` finished trials or `timeout_minutes` pass (the
-    trial running then completes). The result says how long a fold fit took, so the cost of the full
-    study on this machine is printed rather than guessed. `render_only`: run nothing, rewrite the report
-    from the stored study (e.g. after stopping a study by hand)."""
-    import mlflow
+def _study(base: ExperimentConfig, spec: dict[str, Any], storage: str, worker: int = 0) -> Any:
+    """The study as every worker opens it: created on first use, resumed after. Each worker's TPE gets its
+    own seed (the same seed would draw the same random start-up trials in both)."""
     import optuna
 
-    from emotion_core import cv, tracking
-    from emotion_core.data import EMOBOX_FOLDS, load_manifest
-    from emotion_core.embeddings import EmbeddingCache
-    from emotion_core.encoders import load_encoder
-    from emotion_core.metrics import summary
-
-    spec = yaml.safe_load(tune_file.read_text())
-    space, n_trials = spec["space"], n_trials or spec.get("n_trials", 50)
-    folds = spec.get("folds") or list(EMOBOX_FOLDS)
-    storage = storage or f"sqlite:///{MLRUNS_DIR / 'optuna.db'}"
-    study = optuna.create_study(
-        study_name=f"tune-{base.name}", storage=storage, load_if_exists=True, direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=base.train.seed, n_startup_trials=spec.get("startup_trials", 10)),
+    return optuna.create_study(
+        study_name=f"tune-{base.name}", load_if_exists=True, direction="maximize",
+        # Workers write trials concurrently: wait for sqlite's lock instead of failing on it.
+        storage=optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": {"timeout": 120}})
+        if storage.startswith("sqlite") else storage,
+        sampler=optuna.samplers.TPESampler(seed=base.train.seed + worker, n_startup_trials=spec.get("startup_trials", 10)),
         # The resource is folds (step = folds run): after 1 fold and after 3, a trial goes on only if its running
         # mean ranks in the top 1/reduction_factor of the trials measured at that rung, else it stops there.
         # Rungs compare the same folds, so fold-to-fold spread cancels; with 3, a trial costs ~2 fold fits on
         # average instead of 6 (the median pruner it replaces averaged 3.9).
         pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=spec.get("reduction_factor", 3)),
     )
+
+
+def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, storage: str | None = None,
+         progress: bool = True, timeout_minutes: float | None = None, render_only: bool = False,
+         workers: int | None = None) -> dict[str, Any]:
+    """Run (or resume) the study until it holds `n_trials` finished trials or `timeout_minutes` pass (the
+    trials running then complete). `workers` processes (default: the space file's `workers`, else 1) run
+    trials side by side on the shared sqlite study, each with an equal share of the CPU threads. The
+    result says how long a fold fit took, so the cost of the full study on this machine is printed rather
+    than guessed. `render_only`: run nothing, rewrite the report from the stored study (e.g. after
+    stopping a study by hand)."""
+    import multiprocessing
+
+    import mlflow
+    import torch
+
+    from emotion_core import tracking
+    from emotion_core.data import EMOBOX_FOLDS
+
+    spec = yaml.safe_load(tune_file.read_text())
+    space, n_trials = spec["space"], n_trials or spec.get("n_trials", 50)
+    workers = max(1, workers or spec.get("workers", 1))
+    folds = spec.get("folds") or list(EMOBOX_FOLDS)
+    storage = storage or f"sqlite:///{MLRUNS_DIR / 'optuna.db'}"
+    study = _study(base, spec, storage)
     if render_only:
         return _report(study, base, space, folds, storage, n_trials, timeout_minutes, 0.0, 0)
     if not study.trials and (start_point := base_params(base, space)) is not None:
         study.enqueue_trial(start_point)
+    tracking.setup("tune")
+    start = time.perf_counter()
+    timeout = timeout_minutes * 60 if timeout_minutes else None
+    with mlflow.start_run(run_name=f"tune-{base.name}") as parent:
+        mlflow.set_tags({"config": base.name, "kind": "optuna", "study": study.study_name, "workers": workers})
+        if workers == 1:
+            fold_fits = _run_trials(base, spec, folds, storage, parent.info.run_id, n_trials, timeout, progress)
+        else:
+            # Processes, not threads: the fit loop holds the GIL between its (small) ops. Each worker loads
+            # the cache itself (spawn: no state inherited from this process).
+            threads = max(1, torch.get_num_threads() // workers)
+            ctx = multiprocessing.get_context("spawn")
+            with ctx.Pool(workers) as pool:
+                fold_fits = sum(pool.starmap(_run_trials, [
+                    (base, spec, folds, storage, parent.info.run_id, n_trials, timeout, False, w, threads)
+                    for w in range(workers)]))
+        study = _study(base, spec, storage)  # reload: the workers' trials
+        seconds = time.perf_counter() - start
+        result = _report(study, base, space, folds, storage, n_trials, timeout_minutes, seconds, fold_fits)
+        mlflow.log_metrics({"best_cv_ua": study.best_value, "seconds": seconds, "study_seconds": result["study_seconds"]})
+        mlflow.log_dict(result, "tune.json")
+        for f in result["figures"]:
+            mlflow.log_artifact(str(f), "figures")
+        mlflow.set_tag("parent_run", parent.info.run_id)
+    return result
+
+
+def _run_trials(base: ExperimentConfig, spec: dict[str, Any], folds: list[int], storage: str, parent_run_id: str,
+                n_trials: int, timeout: float | None, progress: bool, worker: int = 0, threads: int | None = None) -> int:
+    """One worker: trials until the study holds `n_trials` finished ones (counted across workers) or
+    `timeout` seconds pass. Every trial is an MLflow run nested under `parent_run_id`. Returns the fold
+    fits it ran."""
+    import mlflow
+    import optuna
+    import torch
+
+    from emotion_core import cv, tracking
+    from emotion_core.data import load_manifest
+    from emotion_core.embeddings import EmbeddingCache
+    from emotion_core.encoders import load_encoder
+    from emotion_core.metrics import summary
+
+    if threads:
+        torch.set_num_threads(threads)
+    space = spec["space"]
+    study = _study(base, spec, storage, worker)
     manifest = load_manifest(base.data).reset_index(drop=True)
     factors = _choices(space, "model.frame_pool", base.model.frame_pool)
     pools: dict[int, list] = {p: [] for p in factors}
@@ -104,43 +165,38 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
     pools = {p: cache.attach_speed_variants(manifest, clips, base.train.speed_perturb, p) for p, clips in pools.items()}
     y = manifest["label"].to_numpy()
     tracking.setup("tune")
-    start = time.perf_counter()
-
-    session_fold_fits: list[int] = []  # folds fitted in this session (the study's cost comes from its stored trials)
+    fold_fits = 0
     stats_memo: dict = {}  # the stats branch's closed-form fit per (fold rows, C, layers, frame rate): once, not per trial
-    with mlflow.start_run(run_name=f"tune-{base.name}") as parent:
-        mlflow.set_tags({"config": base.name, "kind": "optuna", "study": study.study_name})
 
-        def objective(trial: optuna.Trial) -> float:
-            overrides = sample(trial, space)
-            cfg = ExperimentConfig.model_validate(_deep_merge(base.model_dump(), overrides))
-            clips = pools[cfg.model.frame_pool]
-            with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
-                mlflow.log_params(trial.params)
-                uas = []
-                for fold in folds:
-                    r = cv.run_fold(cfg, manifest, clips, fold, stats_memo=stats_memo)
-                    session_fold_fits.append(fold)
-                    uas.append(summary(y[r.test_index], r.logits.argmax(-1))["ua"])
-                    trial.report(float(np.mean(uas)), len(uas))  # step = folds run: the pruner's resource
-                    mlflow.log_metric("running_cv_ua", float(np.mean(uas)), step=len(uas))
-                    if trial.should_prune():
-                        mlflow.set_tag("state", "pruned")
-                        raise optuna.TrialPruned()
-                mlflow.log_metrics({"cv_ua_mean": float(np.mean(uas)), "cv_ua_std": float(np.std(uas))})
-                return float(np.mean(uas))
+    def objective(trial: optuna.Trial) -> float:
+        nonlocal fold_fits
+        overrides = sample(trial, space)
+        cfg = ExperimentConfig.model_validate(_deep_merge(base.model_dump(), overrides))
+        clips = pools[cfg.model.frame_pool]
+        # In-process (one worker) the parent run is active here; in a worker process it is not.
+        with mlflow.start_run(run_name=f"trial-{trial.number}", parent_run_id=parent_run_id,
+                              nested=mlflow.active_run() is not None):
+            mlflow.log_params(trial.params)
+            mlflow.set_tag("worker", worker)
+            uas = []
+            for fold in folds:
+                r = cv.run_fold(cfg, manifest, clips, fold, stats_memo=stats_memo)
+                fold_fits += 1
+                uas.append(summary(y[r.test_index], r.logits.argmax(-1))["ua"])
+                trial.report(float(np.mean(uas)), len(uas))  # step = folds run: the pruner's resource
+                mlflow.log_metric("running_cv_ua", float(np.mean(uas)), step=len(uas))
+                if trial.should_prune():
+                    mlflow.set_tag("state", "pruned")
+                    raise optuna.TrialPruned()
+            mlflow.log_metrics({"cv_ua_mean": float(np.mean(uas)), "cv_ua_std": float(np.std(uas))})
+            return float(np.mean(uas))
 
-        remaining = max(0, n_trials - len([t for t in study.trials if t.state.is_finished()]))
-        study.optimize(objective, n_trials=remaining, show_progress_bar=progress,
-                       timeout=timeout_minutes * 60 if timeout_minutes else None)
-        seconds = time.perf_counter() - start
-        result = _report(study, base, space, folds, storage, n_trials, timeout_minutes, seconds, len(session_fold_fits))
-        mlflow.log_metrics({"best_cv_ua": study.best_value, "seconds": seconds, "study_seconds": result["study_seconds"]})
-        mlflow.log_dict(result, "tune.json")
-        for f in result["figures"]:
-            mlflow.log_artifact(str(f), "figures")
-        mlflow.set_tag("parent_run", parent.info.run_id)
-    return result
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+    remaining = n_trials - len(study.get_trials(deepcopy=False, states=finished))
+    if remaining > 0:
+        study.optimize(objective, n_trials=remaining, timeout=timeout, show_progress_bar=progress,
+                       callbacks=[optuna.study.MaxTrialsCallback(n_trials, states=finished)])
+    return fold_fits
 
 
 def _report(study: Any, base: ExperimentConfig, space: dict[str, dict[str, Any]], folds: list[int], storage: str,

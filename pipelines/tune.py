@@ -14,12 +14,13 @@ if __name__ == "__main__":
     p.add_argument("--trials", type=int, default=None, help="total trials in the study (default: from the space file)")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite mlruns/optuna.db)")
     p.add_argument("--minutes", type=float, default=None, help="stop starting trials after this long (resume later)")
+    p.add_argument("--workers", type=int, default=None, help="trial processes side by side (default: from the space file)")
     p.add_argument("--render", action="store_true", help="run no trials: rewrite the report from the stored study")
     p.add_argument("--write-config", action="store_true", help="write experiments/tuned.yaml from the best trial")
     args = p.parse_args()
     cfg = config_from(args)
     result = tune(cfg, args.space, n_trials=args.trials, storage=args.storage, timeout_minutes=args.minutes,
-                  render_only=args.render)
+                  render_only=args.render, workers=args.workers)
     print(f"{result['n_trials']} trials ({result['complete']} complete, {result['pruned']} pruned) in "
           f"{result['study_seconds'] / 60:.1f} min of trial time ({result['seconds'] / 60:.1f} min this session); "
           f"best CV UA {result['best']['value']:.1%} with {result['best']['params']}")

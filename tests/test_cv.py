@@ -176,3 +176,29 @@ def test_tuning_resumes(smoke_run, smoke_cfg, tmp_path):
 
     cfg = load_config(tuned)
     assert cfg.model.dropout == pytest.approx(again["best"]["params"]["model.dropout"])
+
+
+def test_tuning_workers_share_one_study(smoke_run, smoke_cfg, tmp_path):
+    """Two worker processes on one sqlite study: together they stop at the target, and every trial is an
+    MLflow run nested under the one study run."""
+    import mlflow
+
+    from emotion_core import tracking
+    from emotion_core.tuning import tune
+
+    space = tmp_path / "space.yaml"
+    space.write_text("n_trials: 4\nstartup_trials: 4\nworkers: 2\nfolds: [1, 4]\nspace:\n"
+                     "  model.dropout: {type: float, low: 0.1, high: 0.5}\n"
+                     "  model.branches: {type: categorical, choices: [frames, stats]}\n"
+                     "  train.epochs: {type: int, low: 1, high: 2}\n")
+    result = tune(smoke_cfg, space, storage=f"sqlite:///{tmp_path / 'optuna.db'}", progress=False)
+    finished = result["complete"] + result["pruned"]
+    assert 4 <= finished <= 5 and result["unfinished"] == 0  # a worker may finish the trial it had started
+    assert result["fold_fits_this_session"] == result["fold_fits"] >= finished
+    tracking.setup("tune")
+    study_run = mlflow.search_runs(filter_string="tags.kind = 'optuna'", order_by=["start_time DESC"],
+                                   max_results=1, output_format="list")[0]
+    assert study_run.data.tags["workers"] == "2"
+    trials = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{study_run.info.run_id}'", output_format="list")
+    assert len(trials) == finished
+    assert {t.data.tags["worker"] for t in trials} <= {"0", "1"}
