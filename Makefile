@@ -3,7 +3,7 @@
 #   make all         prepare → embed → crossval → train → register (CONFIG=default), then `make serve`
 #   make crossval    6-fold actor-held-out CV + probe baseline + calibration → reports/$(CONFIG)/cv.md
 #   make evaluate    score one held-out fold (configs with data.test_folds, e.g. CONFIG=smoke)
-#   make tune        Optuna over experiments/tune.yaml (resumable; MINUTES=25 time-boxes it, RENDER=1 only rewrites the report) → reports/$(CONFIG)/tune.json
+#   make tune        Optuna over experiments/tune.yaml (resumable; MINUTES=25 time-boxes it, WORKERS=1 one process, RENDER=1 only rewrites the report) → reports/$(CONFIG)/tune.json
 #   make ablate      one CV per row of experiments/ablations.yaml → reports/default/ablations.md
 #   make notebooks   rebuild + execute notebooks/*.ipynb
 #   make serve       BentoML service on :8000 (needs a registered champion)
@@ -43,7 +43,7 @@ evaluate: install
 crossval: install
 	$(RUN) pipelines.crossval --config $(CONFIG) $(if $(filter default,$(CONFIG)),--update-readme)
 tune: install
-	$(RUN) pipelines.tune --config $(CONFIG) $(if $(MINUTES),--minutes $(MINUTES)) $(if $(RENDER),--render)
+	$(RUN) pipelines.tune --config $(CONFIG) $(if $(MINUTES),--minutes $(MINUTES)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(RENDER),--render)
 register: install
 	$(RUN) pipelines.register --config $(CONFIG)
 

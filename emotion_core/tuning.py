@@ -109,6 +109,7 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
         return _report(study, base, space, folds, storage, n_trials, timeout_minutes, 0.0, 0)
     if not study.trials and (start_point := base_params(base, space)) is not None:
         study.enqueue_trial(start_point)
+    study.set_user_attr("workers", workers)  # the report's wall time depends on it
     tracking.setup("tune")
     start = time.perf_counter()
     timeout = timeout_minutes * 60 if timeout_minutes else None
@@ -212,19 +213,31 @@ def _report(study: Any, base: ExperimentConfig, space: dict[str, dict[str, Any]]
     states = [t.state.name for t in study.trials]
     start_point = base_params(base, space)
     base_trial = next((t for t in study.trials if t.params == start_point and t.value is not None), None)
-    # The study's cost from its stored trials (every session, resumes included): trial durations and
-    # how many folds each ran. A fold fit's mean cost then prices the full study without pruning.
-    study_seconds = sum(t.duration.total_seconds() for t in study.trials if t.duration is not None)
+    # The study's cost from its stored trials (every session, resumes included). Wall time is the union of the
+    # trials' running intervals: parallel workers overlap, and the gaps between resumed sessions do not count.
+    # A fold fit's mean cost (trial time per fold, in one worker) and the wall time per fold fit (what the
+    # workers achieve together) then price the full study without pruning.
+    spans = sorted((t.datetime_start, t.datetime_complete) for t in study.trials if t.duration is not None)
+    study_seconds, covered = 0.0, None
+    for begin, end in spans:
+        if covered is not None and begin <= covered:
+            study_seconds += max(0.0, (end - covered).total_seconds())
+        else:
+            study_seconds += (end - begin).total_seconds()
+        covered = end if covered is None or begin > covered else max(covered, end)
+    trial_seconds = sum(t.duration.total_seconds() for t in study.trials if t.duration is not None)
     folds_run = sum(len(t.intermediate_values) for t in study.trials if t.duration is not None)
-    fold_cost = study_seconds / folds_run if folds_run else None
+    fold_cost = trial_seconds / folds_run if folds_run else None
+    wall_per_fold = study_seconds / folds_run if folds_run else None
     result = {"study": study.study_name, "storage": storage, "n_trials": len(study.trials),
               "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"),
               "unfinished": states.count("FAIL") + states.count("RUNNING"),  # interrupted (by hand, a crash) or still running
-              "seconds": seconds, "study_seconds": study_seconds, "fold_fits": folds_run,
+              "seconds": seconds, "study_seconds": study_seconds, "trial_seconds": trial_seconds, "fold_fits": folds_run,
+              "workers": study.user_attrs.get("workers", 1),
               "target_trials": n_trials, "folds": folds, "timeout_minutes": timeout_minutes,
               "fold_fits_this_session": session_fold_fits,
               "fold_fit_seconds_mean": fold_cost,
-              "unpruned_study_minutes_estimate": fold_cost * n_trials * len(folds) / 60 if fold_cost else None,
+              "unpruned_study_minutes_estimate": wall_per_fold * n_trials * len(folds) / 60 if wall_per_fold else None,
               "best": best, "best_overrides": sample(optuna.trial.FixedTrial(study.best_params), space),
               "base": {"config": base.name, "trial": base_trial.number, "value": base_trial.value} if base_trial else None,
               "figures": [str(f) for f in figures]}
@@ -245,7 +258,7 @@ def tune_markdown(result: dict[str, Any], study: Any) -> str:
         rows.append(f"| {t.number} | {t.state.name.lower()} | {len(steps)} | "
                     f"{'' if value is None else f'{value:.1%}'} | {params} |")
     fit = result.get("fold_fit_seconds_mean")
-    cost = (f" {result['fold_fits']} fold fits, {fit:.1f} s each on average, so {result['target_trials']} trials × "
+    cost = (f" {result['fold_fits']} fold fits, {fit:.1f} s each in a worker on average, so {result['target_trials']} trials × "
             f"{len(result['folds'])} folds without pruning would take ≈ {result['unpruned_study_minutes_estimate']:.0f} min "
             "on this machine." if fit else "")
     base = result.get("base")
@@ -253,7 +266,8 @@ def tune_markdown(result: dict[str, Any], study: Any) -> str:
         f"# Optuna study `{result['study']}`", "",
         f"{result['n_trials']} trials ({result['complete']} complete, {result['pruned']} pruned by successive halving"
         + (f", {result['unfinished']} unfinished" if result.get("unfinished") else "") + ") took "
-        f"**{result['study_seconds'] / 60:.1f} min** of trial time (target {result['target_trials']} trials"
+        f"**{result['study_seconds'] / 60:.1f} min** wall clock with {result.get('workers', 1)} worker process(es) "
+        f"({result.get('trial_seconds', result['study_seconds']) / 60:.1f} min of trial time; target {result['target_trials']} trials"
         + (f", this session time-boxed to {result['timeout_minutes']:g} min" if result.get("timeout_minutes") else "") + ")." + cost,
         f"Objective: {len(result['folds'])}-fold actor-held-out CV UA (a pruned trial's value is its running fold mean). "
         f"Storage `{result['storage']}` (resumable: `make tune` continues the study).", "",

@@ -22,18 +22,19 @@ if __name__ == "__main__":
     result = tune(cfg, args.space, n_trials=args.trials, storage=args.storage, timeout_minutes=args.minutes,
                   render_only=args.render, workers=args.workers)
     print(f"{result['n_trials']} trials ({result['complete']} complete, {result['pruned']} pruned) in "
-          f"{result['study_seconds'] / 60:.1f} min of trial time ({result['seconds'] / 60:.1f} min this session); "
+          f"{result['study_seconds'] / 60:.1f} min wall clock with {result['workers']} worker(s) ({result['seconds'] / 60:.1f} min this session); "
           f"best CV UA {result['best']['value']:.1%} with {result['best']['params']}")
     if result["fold_fit_seconds_mean"]:
-        print(f"one fold fit: {result['fold_fit_seconds_mean']:.1f} s on average over the study → "
+        print(f"one fold fit: {result['fold_fit_seconds_mean']:.1f} s in a worker on average over the study → "
               f"{result['target_trials']} trials × {len(result['folds'])} folds unpruned ≈ "
               f"{result['unpruned_study_minutes_estimate']:.0f} min on this machine")
     if cfg.name == "default":
         from emotion_core.reporting import update_generated_section
 
         update_generated_section("tuning", f"Optuna (`make tune`): {result['n_trials']} trials ({result['complete']} complete, "
-                                 f"{result['pruned']} pruned) in {result['study_seconds'] / 60:.0f} min on this machine "
-                                 f"({result['fold_fits']} fold fits, {result['fold_fit_seconds_mean']:.0f} s each); best CV UA "
+                                 f"{result['pruned']} pruned) in {result['study_seconds'] / 60:.0f} min on this machine with "
+                                 f"{result['workers']} worker process(es) ({result['fold_fits']} fold fits, "
+                                 f"{result['fold_fit_seconds_mean']:.0f} s each in a worker); best CV UA "
                                  f"{result['best']['value']:.1%} (trial {result['best']['trial']})"
                                  + (f", the base config {result['base']['value']:.1%} (trial {result['base']['trial']})"
                                     if result["base"] else "") + ". Every trial: "

@@ -195,6 +195,8 @@ def test_tuning_workers_share_one_study(smoke_run, smoke_cfg, tmp_path):
     finished = result["complete"] + result["pruned"]
     assert 4 <= finished <= 5 and result["unfinished"] == 0  # a worker may finish the trial it had started
     assert result["fold_fits_this_session"] == result["fold_fits"] >= finished
+    # wall clock is the union of the trials' intervals: at most their summed time (less when workers overlap)
+    assert result["workers"] == 2 and 0 < result["study_seconds"] <= result["trial_seconds"]
     tracking.setup("tune")
     study_run = mlflow.search_runs(filter_string="tags.kind = 'optuna'", order_by=["start_time DESC"],
                                    max_results=1, output_format="list")[0]
