@@ -94,6 +94,7 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
     import multiprocessing
 
     import mlflow
+    import optuna
     import torch
 
     from emotion_core import tracking
@@ -115,7 +116,9 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
     timeout = timeout_minutes * 60 if timeout_minutes else None
     with mlflow.start_run(run_name=f"tune-{base.name}") as parent:
         mlflow.set_tags({"config": base.name, "kind": "optuna", "study": study.study_name, "workers": workers})
-        if workers == 1:
+        if len([t for t in study.trials if t.state.is_finished()]) >= n_trials:
+            fold_fits = 0  # nothing left to run (e.g. only the confirmation below)
+        elif workers == 1:
             fold_fits = _run_trials(base, spec, folds, storage, parent.info.run_id, n_trials, timeout, progress)
         else:
             # Processes, not threads: the fit loop holds the GIL between its (small) ops. Each worker loads
@@ -127,6 +130,11 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
                     (base, spec, folds, storage, parent.info.run_id, n_trials, timeout, False, w, threads)
                     for w in range(workers)]))
         study = _study(base, spec, storage)  # reload: the workers' trials
+        seeds = spec.get("confirm_seeds") or []
+        if seeds and study.user_attrs.get("confirmation", {}).get("best_trial") != study.best_trial.number:
+            # kept in the study, so --render and later sessions show it without re-running it
+            study.set_user_attr("confirmation", {"best_trial": study.best_trial.number, **confirm(
+                base, sample(optuna.trial.FixedTrial(study.best_params), space), folds, seeds)})
         seconds = time.perf_counter() - start
         result = _report(study, base, space, folds, storage, n_trials, timeout_minutes, seconds, fold_fits)
         mlflow.log_metrics({"best_cv_ua": study.best_value, "seconds": seconds, "study_seconds": result["study_seconds"]})
@@ -135,6 +143,43 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
             mlflow.log_artifact(str(f), "figures")
         mlflow.set_tag("parent_run", parent.info.run_id)
     return result
+
+
+def _load_pools(base: ExperimentConfig, factors: list[int]) -> tuple[Any, dict[int, list]]:
+    """The manifest and the cached corpus pooled to each frame rate in `factors` (one pass over the cache)."""
+    from emotion_core.data import load_manifest
+    from emotion_core.embeddings import EmbeddingCache
+    from emotion_core.encoders import load_encoder
+
+    manifest = load_manifest(base.data).reset_index(drop=True)
+    pools: dict[int, list] = {p: [] for p in factors}
+    cache = EmbeddingCache(load_encoder(base.encoder.name, runtime="torch"))
+    for clip in cache.iter(manifest):
+        for p in factors:
+            pools[p].append(clip.pooled(p))
+    return manifest, {p: cache.attach_speed_variants(manifest, clips, base.train.speed_perturb, p) for p, clips in pools.items()}
+
+
+def confirm(base: ExperimentConfig, best_overrides: dict[str, Any], folds: list[int], seeds: list[int]) -> dict[str, Any]:
+    """CV UA of the base config and of the best trial's config, each re-trained with other seeds (a new
+    inner validation split and initialisation) in this process. The best of many trials is selected on
+    its own noise (seed, thread count, float rounding); re-measuring both the same new way shows how much
+    of its lead is real."""
+    from emotion_core import cv
+    from emotion_core.metrics import summary
+
+    configs = {"base": base, "best": ExperimentConfig.model_validate(_deep_merge(base.model_dump(), best_overrides))}
+    manifest, pools = _load_pools(base, sorted({c.model.frame_pool for c in configs.values()}))
+    y = manifest["label"].to_numpy()
+    out: dict[str, Any] = {"seeds": list(seeds)}
+    for name, cfg in configs.items():
+        out[name] = []
+        for seed in seeds:
+            seeded = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})})
+            uas = [summary(y[r.test_index], r.logits.argmax(-1))["ua"]
+                   for r in (cv.run_fold(seeded, manifest, pools[cfg.model.frame_pool], f) for f in folds)]
+            out[name].append(float(np.mean(uas)))
+    return out
 
 
 def _run_trials(base: ExperimentConfig, spec: dict[str, Any], folds: list[int], storage: str, parent_run_id: str,
@@ -147,23 +192,13 @@ def _run_trials(base: ExperimentConfig, spec: dict[str, Any], folds: list[int], 
     import torch
 
     from emotion_core import cv, tracking
-    from emotion_core.data import load_manifest
-    from emotion_core.embeddings import EmbeddingCache
-    from emotion_core.encoders import load_encoder
     from emotion_core.metrics import summary
 
     if threads:
         torch.set_num_threads(threads)
     space = spec["space"]
     study = _study(base, spec, storage, worker)
-    manifest = load_manifest(base.data).reset_index(drop=True)
-    factors = _choices(space, "model.frame_pool", base.model.frame_pool)
-    pools: dict[int, list] = {p: [] for p in factors}
-    cache = EmbeddingCache(load_encoder(base.encoder.name, runtime="torch"))
-    for clip in cache.iter(manifest):
-        for p in factors:
-            pools[p].append(clip.pooled(p))
-    pools = {p: cache.attach_speed_variants(manifest, clips, base.train.speed_perturb, p) for p, clips in pools.items()}
+    manifest, pools = _load_pools(base, _choices(space, "model.frame_pool", base.model.frame_pool))
     y = manifest["label"].to_numpy()
     tracking.setup("tune")
     fold_fits = 0
@@ -240,6 +275,7 @@ def _report(study: Any, base: ExperimentConfig, space: dict[str, dict[str, Any]]
               "unpruned_study_minutes_estimate": wall_per_fold * n_trials * len(folds) / 60 if wall_per_fold else None,
               "best": best, "best_overrides": sample(optuna.trial.FixedTrial(study.best_params), space),
               "base": {"config": base.name, "trial": base_trial.number, "value": base_trial.value} if base_trial else None,
+              "confirmation": study.user_attrs.get("confirmation"),
               "figures": [str(f) for f in figures]}
     (out / "tune.json").write_text(json.dumps(result, indent=2))
     (out / "tune.md").write_text(tune_markdown(result, study))
@@ -275,6 +311,11 @@ def tune_markdown(result: dict[str, Any], study: Any) -> str:
         *(["", f"Base config `{base['config']}` (trial {base['trial']}): CV UA {base['value']:.1%}. "
            "The best of many trials on the same 6 folds is optimistically biased by the selection itself, so a "
            "best trial within about a point of the base config is not evidence that it is better."] if base else []),
+        *(["", f"Re-measured with `train.seed` {', '.join(map(str, conf['seeds']))} (new inner validation actors and "
+           f"initialisation; trained in the main process): best trial {conf['best_trial']} "
+           f"{' / '.join(f'{v:.1%}' for v in conf['best'])} (mean {np.mean(conf['best']):.1%}), base config "
+           f"{' / '.join(f'{v:.1%}' for v in conf['base'])} (mean {np.mean(conf['base']):.1%})."]
+          if (conf := result.get("confirmation")) else []),
         "", "| trial | state | folds run | CV UA | parameters |", "|---|---|---|---|---|", *rows, "",
         "![history](tune_history.png) ![importances](tune_importances.png)", ""])
 

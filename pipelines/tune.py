@@ -37,7 +37,10 @@ if __name__ == "__main__":
                                  f"{result['fold_fit_seconds_mean']:.0f} s each in a worker); best CV UA "
                                  f"{result['best']['value']:.1%} (trial {result['best']['trial']})"
                                  + (f", the base config {result['base']['value']:.1%} (trial {result['base']['trial']})"
-                                    if result["base"] else "") + ". Every trial: "
+                                    if result["base"] else "")
+                                 + (f"; re-trained with seeds {', '.join(map(str, conf['seeds']))}: best trial "
+                                    f"{sum(conf['best']) / len(conf['best']):.1%}, base config {sum(conf['base']) / len(conf['base']):.1%} (means)"
+                                    if (conf := result.get("confirmation")) else "") + ". Every trial: "
                                  "[`reports/default/tune.md`](reports/default/tune.md).")
     if args.write_config:
         print(f"wrote {write_tuned_config(result, cfg.name, EXPERIMENTS_DIR / 'tuned.yaml')}")

@@ -159,7 +159,7 @@ def test_tuning_resumes(smoke_run, smoke_cfg, tmp_path):
     from emotion_core.tuning import tune, write_tuned_config
 
     space = tmp_path / "space.yaml"
-    space.write_text("n_trials: 2\nstartup_trials: 2\nfolds: [1, 4]\nspace:\n"
+    space.write_text("n_trials: 2\nstartup_trials: 2\nfolds: [1, 4]\nconfirm_seeds: [1]\nspace:\n"
                      "  model.dropout: {type: float, low: 0.1, high: 0.5}\n"
                      "  model.branches: {type: categorical, choices: [frames, stats]}\n"
                      "  train.epochs: {type: int, low: 1, high: 2}\n")
@@ -169,7 +169,12 @@ def test_tuning_resumes(smoke_run, smoke_cfg, tmp_path):
     assert first["n_trials"] == 2 and first["complete"] >= 1 and first["complete"] + first["pruned"] == 2
     again = tune(smoke_cfg, space, n_trials=3, storage=storage, progress=False)  # resumes: one more trial
     assert again["n_trials"] == 3 and again["fold_fits_this_session"] >= 1 and again["fold_fits"] >= 3 and again["fold_fit_seconds_mean"] > 0
+    # the best and the base config re-trained with seed 1, once per best trial (kept in the study)
+    conf = again["confirmation"]
+    assert conf["best_trial"] == again["best"]["trial"] and conf["seeds"] == [1]
+    assert len(conf["best"]) == len(conf["base"]) == 1 and 0 <= conf["best"][0] <= 1 and 0 <= conf["base"][0] <= 1
     report = (Path(os.environ["EMOTION_REPORTS_DIR"]) / "smoke" / "tune.md").read_text()
+    assert "Re-measured with `train.seed` 1" in report
     assert "3 trials" in report and report.count("| complete |") + report.count("| pruned |") == 3
     tuned = write_tuned_config(again, "smoke", tmp_path / "tuned.yaml")
     from emotion_core.config import load_config
