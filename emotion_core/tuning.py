@@ -131,7 +131,8 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
                     for w in range(workers)]))
         study = _study(base, spec, storage)  # reload: the workers' trials
         seeds = spec.get("confirm_seeds") or []
-        if seeds and study.user_attrs.get("confirmation", {}).get("best_trial") != study.best_trial.number:
+        done = len([t for t in study.trials if t.state.is_finished()]) >= n_trials  # not after a time-boxed part
+        if seeds and done and study.user_attrs.get("confirmation", {}).get("best_trial") != study.best_trial.number:
             # kept in the study, so --render and later sessions show it without re-running it
             study.set_user_attr("confirmation", {"best_trial": study.best_trial.number, **confirm(
                 base, sample(optuna.trial.FixedTrial(study.best_params), space), folds, seeds)})
@@ -172,12 +173,14 @@ def confirm(base: ExperimentConfig, best_overrides: dict[str, Any], folds: list[
     manifest, pools = _load_pools(base, sorted({c.model.frame_pool for c in configs.values()}))
     y = manifest["label"].to_numpy()
     out: dict[str, Any] = {"seeds": list(seeds)}
+    stats_memo: dict = {}  # base and best share the stats branch's fit where seed, C and frame rate agree
     for name, cfg in configs.items():
         out[name] = []
         for seed in seeds:
             seeded = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})})
             uas = [summary(y[r.test_index], r.logits.argmax(-1))["ua"]
-                   for r in (cv.run_fold(seeded, manifest, pools[cfg.model.frame_pool], f) for f in folds)]
+                   for r in (cv.run_fold(seeded, manifest, pools[cfg.model.frame_pool], f, stats_memo=stats_memo)
+                             for f in folds)]
             out[name].append(float(np.mean(uas)))
     return out
 
