@@ -63,6 +63,11 @@ def base_params(base: ExperimentConfig, space: dict[str, dict[str, Any]]) -> dic
     return params
 
 
+def _finished(study: Any) -> int:
+    """Trials that count towards the study's target: complete, pruned or failed (not waiting or running)."""
+    return len([t for t in study.get_trials(deepcopy=False) if t.state.is_finished()])
+
+
 def _study(base: ExperimentConfig, spec: dict[str, Any], storage: str, worker: int = 0) -> Any:
     """The study as every worker opens it: created on first use, resumed after. Each worker's TPE gets its
     own seed (the same seed would draw the same random start-up trials in both)."""
@@ -116,7 +121,7 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
     timeout = timeout_minutes * 60 if timeout_minutes else None
     with mlflow.start_run(run_name=f"tune-{base.name}") as parent:
         mlflow.set_tags({"config": base.name, "kind": "optuna", "study": study.study_name, "workers": workers})
-        if len([t for t in study.trials if t.state.is_finished()]) >= n_trials:
+        if _finished(study) >= n_trials:
             fold_fits = 0  # nothing left to run (e.g. only the confirmation below)
         elif workers == 1:
             fold_fits = _run_trials(base, spec, folds, storage, parent.info.run_id, n_trials, timeout, progress)
@@ -131,7 +136,7 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
                     for w in range(workers)]))
         study = _study(base, spec, storage)  # reload: the workers' trials
         seeds = spec.get("confirm_seeds") or []
-        done = len([t for t in study.trials if t.state.is_finished()]) >= n_trials  # not after a time-boxed part
+        done = _finished(study) >= n_trials  # not after a time-boxed part
         if seeds and done and study.user_attrs.get("confirmation", {}).get("best_trial") != study.best_trial.number:
             # kept in the study, so --render and later sessions show it without re-running it
             study.set_user_attr("confirmation", {"best_trial": study.best_trial.number, **confirm(
@@ -230,8 +235,8 @@ def _run_trials(base: ExperimentConfig, spec: dict[str, Any], folds: list[int], 
             mlflow.log_metrics({"cv_ua_mean": float(np.mean(uas)), "cv_ua_std": float(np.std(uas))})
             return float(np.mean(uas))
 
-    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
-    remaining = n_trials - len(study.get_trials(deepcopy=False, states=finished))
+    finished = tuple(s for s in optuna.trial.TrialState if s.is_finished())  # as `_finished` counts them
+    remaining = n_trials - _finished(study)
     if remaining > 0:
         study.optimize(objective, n_trials=remaining, timeout=timeout, show_progress_bar=progress,
                        callbacks=[optuna.study.MaxTrialsCallback(n_trials, states=finished)])
@@ -256,13 +261,10 @@ def _report(study: Any, base: ExperimentConfig, space: dict[str, dict[str, Any]]
     # A fold fit's mean cost (trial time per fold, in one worker) and the wall time per fold fit (what the
     # workers achieve together) then price the full study without pruning.
     spans = sorted((t.datetime_start, t.datetime_complete) for t in study.trials if t.duration is not None)
-    study_seconds, covered = 0.0, None
+    study_seconds, covered = 0.0, None  # covered: the latest end so far
     for begin, end in spans:
-        if covered is not None and begin <= covered:
-            study_seconds += max(0.0, (end - covered).total_seconds())
-        else:
-            study_seconds += (end - begin).total_seconds()
-        covered = end if covered is None or begin > covered else max(covered, end)
+        study_seconds += max(0.0, (end - (begin if covered is None else max(begin, covered))).total_seconds())
+        covered = end if covered is None else max(covered, end)
     trial_seconds = sum(t.duration.total_seconds() for t in study.trials if t.duration is not None)
     folds_run = sum(len(t.intermediate_values) for t in study.trials if t.duration is not None)
     fold_cost = trial_seconds / folds_run if folds_run else None
