@@ -97,7 +97,10 @@ def random_split(cfg: ExperimentConfig, manifest: pd.DataFrame, clips: Sequence[
                  test_size: float = 0.2, seeds: int = 5) -> dict:
     """The seed's comparison: stratified random 80/20 clip splits. Speaker-DEPENDENT (the same actors
     are in train and test), so it measures actor recognition as much as emotion. One split of 288 test
-    clips swings by ±1.5 pt with its seed, so `seeds` splits (and heads) are drawn; wa/ua are their means."""
+    clips swings by ±1.5 pt with its seed, so `seeds` splits (and heads) are drawn; wa/ua are their means.
+    Each head trains on its whole 80 % for the config's fixed schedule and keeps the last epoch (the
+    recipe's mode without validation data), as the seed's 80/20 split does. Holding a tenth of it back
+    for early stopping instead cost ~0.75 pt (measured on RAVDESS, default config, the same 5 seeds)."""
     from sklearn.model_selection import train_test_split
 
     y = manifest["label"].to_numpy()
@@ -105,14 +108,12 @@ def random_split(cfg: ExperimentConfig, manifest: pd.DataFrame, clips: Sequence[
     idx = np.flatnonzero(~extra)
     per_seed = []
     for seed in range(cfg.train.seed, cfg.train.seed + seeds):
-        rest, te = train_test_split(idx, test_size=test_size, stratify=y[idx], random_state=seed)
-        tr, va = train_test_split(rest, test_size=0.1, stratify=y[rest], random_state=seed)
+        tr, te = train_test_split(idx, test_size=test_size, stratify=y[idx], random_state=seed)
         tr = np.concatenate([tr, np.flatnonzero(extra)]) if extra.any() else tr
-        result = fit([clips[i] for i in tr], y[tr], cfg.model, cfg.train.model_copy(update={"seed": seed}),
-                     val_clips=[clips[i] for i in va], val_labels=y[va], progress=False)
+        result = fit([clips[i] for i in tr], y[tr], cfg.model, cfg.train.model_copy(update={"seed": seed}), progress=False)
         pred = predict_logits(result.model, [clips[i] for i in te]).argmax(-1)
         per_seed.append({"seed": seed, "n_test": len(te), **metrics.summary(y[te], pred)})
-    return {**mean_std(per_seed, ("wa", "ua")), "per_seed": per_seed}
+    return {**mean_std(per_seed, ("wa", "ua")), "per_seed": per_seed, "epochs": cfg.train.epochs}
 
 
 def speaker_adapted_probe(manifest: pd.DataFrame, feats: np.ndarray, enrollment: int | None,

@@ -59,7 +59,8 @@ def cv_markdown(r: dict) -> str:
     served = (f"\n| the same fold models on the served encoder's features ({sv['runtime']}; trained on fp32) | "
               f"{_pm(sv['ua_mean'], sv['ua_std'])} | {_pm(sv['wa_mean'], sv['wa_std'])} | {sv['macro_f1_mean']:.3f} |" if sv else "")
     rs = r.get("random_split")
-    random_row = (f"| random stratified 80/20 clip split (**speaker-dependent**), {len(rs['per_seed'])} seeds | "
+    random_row = (f"| random stratified 80/20 clip split (**speaker-dependent**), {len(rs['per_seed'])} seeds; each head "
+                  f"trains on its whole 80 % ({rs['epochs']} epochs, no early stopping) | "
                   f"WA {_pm(rs['wa_mean'], rs['wa_std'])}, UA {_pm(rs['ua_mean'], rs['ua_std'])} "
                   f"(WA per seed: {' / '.join(format(s['wa'], '.1%') for s in rs['per_seed'])}) |" if rs else "")
     return f"""# Cross-validation — config `{r['config']}`

@@ -40,7 +40,8 @@ def test_crossval_smoke(smoke_run, smoke_cfg):
     assert np.array(head["confusion"]).sum() == 360  # every clip scored exactly once, by a model that never saw its actor
     assert set(head["per_actor_accuracy"]) == {1, 2, 3, 4, 11, 13}
     assert len(report["calibration"]["temperatures"]) == 5
-    rs = report["random_split"]  # speaker-dependent: 5 seeds, each its own 20 % test clips and head
+    rs = report["random_split"]  # speaker-dependent: 5 seeds, each its own 20 % test clips and head (fit on the whole 80 %)
+    assert rs["epochs"] == smoke_cfg.train.epochs
     assert [s["seed"] for s in rs["per_seed"]] == list(range(smoke_cfg.train.seed, smoke_cfg.train.seed + 5))
     assert all(s["n_test"] == 72 for s in rs["per_seed"]) and rs["wa_mean"] == pytest.approx(np.mean([s["wa"] for s in rs["per_seed"]]))
     out = Path(os.environ["EMOTION_REPORTS_DIR"]) / "smoke"
