@@ -115,7 +115,8 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
         return _report(study, base, space, folds, storage, n_trials, timeout_minutes, 0.0, 0)
     if not study.trials and (start_point := base_params(base, space)) is not None:
         study.enqueue_trial(start_point)
-    study.set_user_attr("workers", workers)  # the report's wall time depends on it
+    if _finished(study) < n_trials:  # trials will run: the report's wall time depends on how many side by side
+        study.set_user_attr("workers", workers)
     tracking.setup("tune")
     start = time.perf_counter()
     timeout = timeout_minutes * 60 if timeout_minutes else None

@@ -197,7 +197,8 @@ def test_tuning_workers_share_one_study(smoke_run, smoke_cfg, tmp_path):
                      "  model.dropout: {type: float, low: 0.1, high: 0.5}\n"
                      "  model.branches: {type: categorical, choices: [frames, stats]}\n"
                      "  train.epochs: {type: int, low: 1, high: 2}\n")
-    result = tune(smoke_cfg, space, storage=f"sqlite:///{tmp_path / 'optuna.db'}", progress=False)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    result = tune(smoke_cfg, space, storage=storage, progress=False)
     finished = result["complete"] + result["pruned"]
     assert 4 <= finished <= 5 and result["unfinished"] == 0  # a worker may finish the trial it had started
     assert result["fold_fits_this_session"] == result["fold_fits"] >= finished
@@ -210,3 +211,6 @@ def test_tuning_workers_share_one_study(smoke_run, smoke_cfg, tmp_path):
     trials = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{study_run.info.run_id}'", output_format="list")
     assert len(trials) == finished
     assert {t.data.tags["worker"] for t in trials} <= {"0", "1"}
+    # a later session on the complete study runs nothing, so the report still says how its trials ran
+    again = tune(smoke_cfg, space, storage=storage, progress=False, workers=1)
+    assert again["fold_fits_this_session"] == 0 and again["workers"] == 2
