@@ -191,6 +191,11 @@ def confirm(base: ExperimentConfig, best_overrides: dict[str, Any], folds: list[
     return out
 
 
+def confirmation_means(conf: dict[str, Any]) -> dict[str, float]:
+    """The seed re-check's mean CV UA over its seeds, for the best trial's config and for the base config."""
+    return {name: float(np.mean(conf[name])) for name in ("best", "base")}
+
+
 def _run_trials(base: ExperimentConfig, spec: dict[str, Any], folds: list[int], storage: str, parent_run_id: str,
                 n_trials: int, timeout: float | None, progress: bool, worker: int = 0, threads: int | None = None) -> int:
     """One worker: trials until the study holds `n_trials` finished ones (counted across workers) or
@@ -319,9 +324,9 @@ def tune_markdown(result: dict[str, Any], study: Any) -> str:
            "best trial within about a point of the base config is not evidence that it is better."] if base else []),
         *(["", f"Re-measured with `train.seed` {', '.join(map(str, conf['seeds']))} (new inner validation actors and "
            f"initialisation; trained in the main process): best trial {conf['best_trial']} "
-           f"{' / '.join(f'{v:.1%}' for v in conf['best'])} (mean {np.mean(conf['best']):.1%}), base config "
-           f"{' / '.join(f'{v:.1%}' for v in conf['base'])} (mean {np.mean(conf['base']):.1%})."]
-          if (conf := result.get("confirmation")) else []),
+           f"{' / '.join(f'{v:.1%}' for v in conf['best'])} (mean {means['best']:.1%}), base config "
+           f"{' / '.join(f'{v:.1%}' for v in conf['base'])} (mean {means['base']:.1%})."]
+          if (conf := result.get("confirmation")) and (means := confirmation_means(conf)) else []),
         "", "| trial | state | folds run | CV UA | parameters |", "|---|---|---|---|---|", *rows, "",
         "![history](tune_history.png) ![importances](tune_importances.png)", ""])
 
@@ -365,4 +370,4 @@ def write_tuned_config(result: dict[str, Any], base_name: str, path: Path) -> Pa
     return path
 
 
-__all__ = ["tune", "sample", "write_tuned_config", "load_config"]
+__all__ = ["tune", "sample", "confirmation_means", "write_tuned_config", "load_config"]

@@ -5,7 +5,7 @@ with --write-config, experiments/tuned.yaml."""
 from pathlib import Path
 
 from emotion_core.config import EXPERIMENTS_DIR
-from emotion_core.tuning import tune, write_tuned_config
+from emotion_core.tuning import confirmation_means, tune, write_tuned_config
 from pipelines._cli import config_from, parser
 
 if __name__ == "__main__":
@@ -39,8 +39,8 @@ if __name__ == "__main__":
                                  + (f", the base config {result['base']['value']:.1%} (trial {result['base']['trial']})"
                                     if result["base"] else "")
                                  + (f"; re-trained with seeds {', '.join(map(str, conf['seeds']))}: best trial "
-                                    f"{sum(conf['best']) / len(conf['best']):.1%}, base config {sum(conf['base']) / len(conf['base']):.1%} (means)"
-                                    if (conf := result.get("confirmation")) else "") + ". Every trial: "
+                                    f"{means['best']:.1%}, base config {means['base']:.1%} (means)"
+                                    if (conf := result.get("confirmation")) and (means := confirmation_means(conf)) else "") + ". Every trial: "
                                  "[`reports/default/tune.md`](reports/default/tune.md).")
     if args.write_config:
         print(f"wrote {write_tuned_config(result, cfg.name, EXPERIMENTS_DIR / 'tuned.yaml')}")
