@@ -156,14 +156,18 @@ def test_a_new_study_starts_from_the_base_config():
     assert base_params(load_config("default", ["model.frame_pool=3"]), space) is None
 
 
+#: A tiny search space for the tuning tests (seconds per trial on the smoke subset).
+SMOKE_SPACE = ("space:\n"
+               "  model.dropout: {type: float, low: 0.1, high: 0.5}\n"
+               "  model.branches: {type: categorical, choices: [frames, stats]}\n"
+               "  train.epochs: {type: int, low: 1, high: 2}\n")
+
+
 def test_tuning_resumes(smoke_run, smoke_cfg, tmp_path):
     from emotion_core.tuning import tune, write_tuned_config
 
     space = tmp_path / "space.yaml"
-    space.write_text("n_trials: 2\nstartup_trials: 2\nfolds: [1, 4]\nconfirm_seeds: [1]\nspace:\n"
-                     "  model.dropout: {type: float, low: 0.1, high: 0.5}\n"
-                     "  model.branches: {type: categorical, choices: [frames, stats]}\n"
-                     "  train.epochs: {type: int, low: 1, high: 2}\n")
+    space.write_text("n_trials: 2\nstartup_trials: 2\nfolds: [1, 4]\nconfirm_seeds: [1]\n" + SMOKE_SPACE)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     first = tune(smoke_cfg, space, storage=storage, progress=False)
     # successive halving: the first trial always goes on; the second only if it ranks first after fold 1
@@ -193,10 +197,7 @@ def test_tuning_workers_share_one_study(smoke_run, smoke_cfg, tmp_path):
     from emotion_core.tuning import tune
 
     space = tmp_path / "space.yaml"
-    space.write_text("n_trials: 4\nstartup_trials: 4\nworkers: 2\nfolds: [1, 4]\nspace:\n"
-                     "  model.dropout: {type: float, low: 0.1, high: 0.5}\n"
-                     "  model.branches: {type: categorical, choices: [frames, stats]}\n"
-                     "  train.epochs: {type: int, low: 1, high: 2}\n")
+    space.write_text("n_trials: 4\nstartup_trials: 4\nworkers: 2\nfolds: [1, 4]\n" + SMOKE_SPACE)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     result = tune(smoke_cfg, space, storage=storage, progress=False)
     finished = result["complete"] + result["pruned"]
