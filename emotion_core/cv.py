@@ -94,7 +94,7 @@ def summarise(manifest: pd.DataFrame, folds: list[FoldResult], attr: str = "logi
 
 
 def random_split(cfg: ExperimentConfig, manifest: pd.DataFrame, clips: Sequence[ClipFeatures],
-                 test_size: float = 0.2, seeds: int = 5) -> dict:
+                 test_size: float = 0.2, seeds: int = 5, stats_memo: dict | None = None) -> dict:
     """The seed's comparison: stratified random 80/20 clip splits. Speaker-DEPENDENT (the same actors
     are in train and test), so it measures actor recognition as much as emotion. One split of 288 test
     clips swings by ±1.5 pt with its seed, so `seeds` splits (and heads) are drawn; wa/ua are their means.
@@ -110,7 +110,8 @@ def random_split(cfg: ExperimentConfig, manifest: pd.DataFrame, clips: Sequence[
     for seed in range(cfg.train.seed, cfg.train.seed + seeds):
         tr, te = train_test_split(idx, test_size=test_size, stratify=y[idx], random_state=seed)
         tr = np.concatenate([tr, np.flatnonzero(extra)]) if extra.any() else tr
-        result = fit([clips[i] for i in tr], y[tr], cfg.model, cfg.train.model_copy(update={"seed": seed}), progress=False)
+        result = fit([clips[i] for i in tr], y[tr], cfg.model, cfg.train.model_copy(update={"seed": seed}), progress=False,
+                     stats_memo=stats_memo)
         pred = predict_logits(result.model, [clips[i] for i in te]).argmax(-1)
         per_seed.append({"seed": seed, "n_test": len(te), **metrics.summary(y[te], pred)})
     return {**mean_std(per_seed, ("wa", "ua")), "per_seed": per_seed, "epochs": cfg.train.epochs}
@@ -210,13 +211,15 @@ def run(cfg: ExperimentConfig, *, random_split_check: bool = True, adapted: Sequ
     y = manifest["label"].to_numpy()
     out = reports_dir(cfg)
     results: list[FoldResult] = []
+    stats_memo: dict = {}  # each clip's stats-branch features: computed once for every fold and split
     with mlflow.start_run(run_name=f"cv-{cfg.name}") as parent:
         mlflow.set_tags({"config": cfg.name, "kind": "crossval"})
         mlflow.log_params(_flat_params(cfg))
         for fold in folds:
             with mlflow.start_run(run_name=f"fold-{fold}", nested=True):
                 r = run_fold(cfg, manifest, clips, fold, probe_features=probe_features, progress=False,
-                             on_epoch=lambda e, row: mlflow.log_metrics(row, step=e), served_clips=served)
+                             on_epoch=lambda e, row: mlflow.log_metrics(row, step=e), served_clips=served,
+                             stats_memo=stats_memo)
                 fold_cnn = metrics.summary(y[r.test_index], r.logits.argmax(-1))
                 fold_probe = metrics.summary(y[r.test_index], r.probe_logits.argmax(-1))
                 mlflow.log_params({"fold": fold, "test_actors": ",".join(map(str, EMOBOX_FOLDS[fold]))})
