@@ -147,6 +147,15 @@ class ExperimentConfig(_Section):
     train: TrainConfig = TrainConfig()
 
 
+def fingerprint(cfg: ExperimentConfig) -> str:
+    """What a result was measured with: a hash of the config's settings (not its name). Stored results
+    (ablation rows, tuning studies) are reused only while it matches."""
+    import hashlib
+    import json
+
+    return hashlib.sha1(json.dumps(cfg.model_dump(exclude={"name"}), sort_keys=True).encode()).hexdigest()[:12]
+
+
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in override.items():

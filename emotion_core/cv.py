@@ -12,7 +12,7 @@ import pandas as pd
 
 from emotion_core import metrics, probe
 from emotion_core.calibration import fit_temperature
-from emotion_core.config import ExperimentConfig
+from emotion_core.config import ExperimentConfig, fingerprint
 from emotion_core.data import split_actors
 from emotion_core.embeddings import ClipFeatures
 from emotion_core.labels import EMOTIONS
@@ -248,14 +248,14 @@ def run(cfg: ExperimentConfig, *, random_split_check: bool = True, adapted: Sequ
             "reliability": calibration.plot_reliability({"uncalibrated": raw, "temperature-scaled": cal}, y[idx],
                                                         out / "reliability.png"),
         }
-        report = {"config": cfg.name, "run_id": parent.info.run_id, "encoder": cfg.encoder.name,
+        report = {"config": cfg.name, "fingerprint": fingerprint(cfg), "run_id": parent.info.run_id, "encoder": cfg.encoder.name,
                   "n_clips": int(manifest["fold"].notna().sum()), "extra_train": list(cfg.data.extra_train),
                   "n_extra_train_clips": int(manifest["fold"].isna().sum()), "folds": folds, "head": head, "probe": baseline, "calibration": calib}
         if served_head is not None:
             report["head_served_runtime"] = {"runtime": served_runtime, **served_head}
             mlflow.log_metric("served_runtime_ua_mean", served_head["ua_mean"])
         if random_split_check:
-            report["random_split"] = random_split(cfg, manifest, clips)
+            report["random_split"] = random_split(cfg, manifest, clips, stats_memo=stats_memo)
         corpus_rows = manifest["fold"].notna().to_numpy()  # without data.extra_train rows (no actor)
         report["speaker_adapted_probe"] = [speaker_adapted_probe(manifest[corpus_rows], probe_features[corpus_rows], k)
                                            for k in adapted]

@@ -1,7 +1,8 @@
 """Optuna search over the head and its training, objective = actor-held-out CV UA on the embedding cache.
 
-TPE sampler + successive halving over folds (a trial's running fold mean must rank in the top third of
-the trials that reached the same fold count, after 1 and after 3 folds); every trial is a nested MLflow
+TPE sampler + successive halving over folds (a trial's running fold mean must rank in the top
+1/reduction_factor of the trials that reached the same fold count, after 1 fold and after
+reduction_factor folds); every trial is a nested MLflow
 run; the study is stored in sqlite (`mlruns/optuna.db`) so an interrupted search resumes where it stopped,
 and worker processes can share it (one trial each at a time).
 """
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from emotion_core.config import MLRUNS_DIR, ExperimentConfig, _deep_merge, load_config
+from emotion_core.config import MLRUNS_DIR, ExperimentConfig, _deep_merge, fingerprint, load_config
 
 
 def sample(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -68,21 +69,31 @@ def _finished(study: Any) -> int:
     return len([t for t in study.get_trials(deepcopy=False) if t.state.is_finished()])
 
 
+def study_name(base: ExperimentConfig, spec: dict[str, Any]) -> str:
+    """`tune-<config>-<fingerprint>`: the fingerprint covers what defines the objective (the base config, the
+    search space, the folds), so `make tune` resumes a study only while its trials stay comparable; after a
+    change to either it starts a new one instead of ranking trials measured two ways."""
+    import hashlib
+
+    defining = {"base": fingerprint(base), "space": spec["space"], "folds": spec.get("folds")}
+    return f"tune-{base.name}-{hashlib.sha1(json.dumps(defining, sort_keys=True).encode()).hexdigest()[:8]}"
+
+
 def _study(base: ExperimentConfig, spec: dict[str, Any], storage: str, worker: int = 0) -> Any:
     """The study as every worker opens it: created on first use, resumed after. Each worker's TPE gets its
     own seed (the same seed would draw the same random start-up trials in both)."""
     import optuna
 
     return optuna.create_study(
-        study_name=f"tune-{base.name}", load_if_exists=True, direction="maximize",
+        study_name=study_name(base, spec), load_if_exists=True, direction="maximize",
         # Workers write trials concurrently: wait for sqlite's lock instead of failing on it.
         storage=optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": {"timeout": 120}})
         if storage.startswith("sqlite") else storage,
         sampler=optuna.samplers.TPESampler(seed=base.train.seed + worker, n_startup_trials=spec.get("startup_trials", 10)),
-        # The resource is folds (step = folds run): after 1 fold and after 3, a trial goes on only if its running
-        # mean ranks in the top 1/reduction_factor of the trials measured at that rung, else it stops there.
-        # Rungs compare the same folds, so fold-to-fold spread cancels; with 3, a trial costs ~2 fold fits on
-        # average instead of 6 (the median pruner it replaces averaged 3.9).
+        # The resource is folds (step = folds run): after 1 fold and after reduction_factor folds, a trial goes on
+        # only if its running mean ranks in the top 1/reduction_factor of the trials measured at that rung, else it
+        # stops there. Rungs compare the same folds, so fold-to-fold spread cancels; with 3, a trial cost 2.4 fold
+        # fits on average instead of 6 (the median pruner it replaced averaged 3.9).
         pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=spec.get("reduction_factor", 3)),
     )
 
@@ -370,4 +381,4 @@ def write_tuned_config(result: dict[str, Any], base_name: str, path: Path) -> Pa
     return path
 
 
-__all__ = ["tune", "sample", "confirmation_means", "write_tuned_config", "load_config"]
+__all__ = ["tune", "sample", "study_name", "confirmation_means", "write_tuned_config", "load_config"]

@@ -1,6 +1,7 @@
 """Ablation table: the default config with one change per row (experiments/ablations.yaml), each measured
 by the same 6-fold actor-held-out CV → reports/<base>/ablations.md. Rows already measured are reused
-(the table is rebuilt from reports/<base>/ablations/*.json), so an interrupted run resumes."""
+(the table is rebuilt from reports/<base>/ablations/*.json), so an interrupted run resumes; a row whose
+config changed since (its fingerprint, e.g. after a change to the default config) is measured again."""
 
 import argparse
 import json
@@ -9,8 +10,13 @@ import re
 import yaml
 
 from emotion_core import cv
-from emotion_core.config import EXPERIMENTS_DIR, load_config
+from emotion_core.config import EXPERIMENTS_DIR, fingerprint, load_config
 from emotion_core.steps import reports_dir
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40]
+
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__)
@@ -21,24 +27,33 @@ if __name__ == "__main__":
     base = load_config(spec["base"])
     out = reports_dir(base) / "ablations"
     out.mkdir(parents=True, exist_ok=True)
-    for i, row in enumerate(spec["rows"]):
-        slug = f"{i:02d}-" + re.sub(r"[^a-z0-9]+", "-", row["name"].lower()).strip("-")[:40]
-        if (args.rows is not None and i not in args.rows) or (out / f"{slug}.json").exists():
+    # (row, its result file, its config) for every row of the file
+    rows = [(row, out / f"{i:02d}-{slug(row['name'])}.json",
+             load_config(spec["base"], [*row["set"], f"name={base.name}-ablation-{i:02d}"])) for i, row in enumerate(spec["rows"])]
+    for gone in set(out.glob("*.json")) - {path for _, path, _ in rows}:
+        gone.unlink()  # a row no longer in the file
+
+    def measured(path) -> dict | None:
+        return json.loads(path.read_text()) if path.exists() else None
+
+    for i, (row, path, cfg) in enumerate(rows):
+        if (args.rows is not None and i not in args.rows) or (measured(path) or {}).get("fingerprint") == fingerprint(cfg):
             continue
-        main_report = reports_dir(base) / "cv.json"
-        if not row["set"] and main_report.exists():  # the unchanged config: reuse `make crossval`'s run
-            report = json.loads(main_report.read_text())
+        main = measured(reports_dir(base) / "cv.json") or {}
+        if main.get("fingerprint") == fingerprint(cfg):  # the unchanged config: reuse `make crossval`'s run
+            report = main
         else:
-            cfg = load_config(spec["base"], [*row["set"], f"name={base.name}-ablation-{i:02d}"])
             report = cv.run(cfg, random_split_check=False, adapted=(), progress=True)
-        (out / f"{slug}.json").write_text(json.dumps({"name": row["name"], "set": row["set"], "head": report["head"],
-                                                      "probe": report["probe"], "run_id": report["run_id"]}, indent=2))
+        path.write_text(json.dumps({"name": row["name"], "set": row["set"], "fingerprint": fingerprint(cfg),
+                                    "head": report["head"], "probe": report["probe"], "run_id": report["run_id"]}, indent=2))
     lines = ["# Ablations (6-fold actor-held-out CV UA, mean ± std over folds)", "",
              f"Base config `{base.name}`; each row changes what it says. Written by `make ablate`.", "",
              "| change | head UA | probe UA (same folds, same training rows) |", "|---|---|---|"]
-    for path in sorted(out.glob("*.json")):
-        r = json.loads(path.read_text())
-        lines.append(f"| {r['name']} | {r['head']['ua_mean']:.1%} ± {r['head']['ua_std']:.1%} | {r['probe']['ua_mean']:.1%} |")
+    for row, path, cfg in rows:
+        if (r := measured(path)) is None:
+            continue
+        stale = "" if r.get("fingerprint") == fingerprint(cfg) else " (stale: measured before a config change; `make ablate` re-measures it)"
+        lines.append(f"| {r['name']}{stale} | {r['head']['ua_mean']:.1%} ± {r['head']['ua_std']:.1%} | {r['probe']['ua_mean']:.1%} |")
     (reports_dir(base) / "ablations.md").write_text("\n".join(lines) + "\n")
     if base.name == "default":
         from emotion_core.reporting import update_generated_section

@@ -160,6 +160,20 @@ def test_a_new_study_starts_from_the_base_config():
     assert base_params(load_config("default", ["model.frame_pool=3"]), space) is None
 
 
+def test_a_changed_config_or_space_starts_a_new_study():
+    """A study is named by what defines its objective, so `make tune` never resumes one across a change."""
+    import yaml
+
+    from emotion_core.config import EXPERIMENTS_DIR, load_config
+    from emotion_core.tuning import study_name
+
+    spec = yaml.safe_load((EXPERIMENTS_DIR / "tune.yaml").read_text())
+    name = study_name(load_config("default"), spec)
+    assert name.startswith("tune-default-") and name == study_name(load_config("default"), dict(spec, workers=1))
+    assert study_name(load_config("default", ["model.mel_pool=1"]), spec) != name
+    assert study_name(load_config("default"), dict(spec, space={k: v for k, v in spec["space"].items() if k != "train.lr"})) != name
+
+
 #: A tiny search space for the tuning tests (seconds per trial on the smoke subset).
 SMOKE_SPACE = ("space:\n"
                "  model.dropout: {type: float, low: 0.1, high: 0.5}\n"
