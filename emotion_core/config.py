@@ -98,6 +98,9 @@ class ModelConfig(_Section):
     conv_channels: int = 48
     kernel_size: int = 5
     mel_channels: int = 16
+    #: Log-mel averaged over mel_pool × mel_pool cells (frequency × time) before the 2D branch: 2 → 40 bins
+    #: at 50 Hz, the encoder's own frame rate.
+    mel_pool: int = Field(1, ge=1, le=4)
     dropout: float = 0.3
     use_layer_weights: bool = True
     use_frames_branch: bool = True

@@ -1,7 +1,7 @@
 """The hybrid head trained on top of the frozen encoder.
 
     hidden states [B, L, T, D] ─► softmax-weighted sum over L ─► LayerNorm ─► 1D CNN over frames ─► mean+std pool ─┐
-    log-mel       [B, 80, Tm]  ─► 2D CNN (3 blocks)  ─────────────────────────────────────────► mean pool ─────┤
+    log-mel       [B, 80, Tm]  ─► 2x2 average (mel_pool) ─► 2D CNN (3 blocks) ──────────────────► mean pool ─────┤
                                                                                                     concat ─► dropout ─► 8 logits
 Padding is masked everywhere (clips keep their own length), so a batch gives the same logits as one
 clip at a time.
@@ -95,7 +95,11 @@ class FramesBranch(nn.Module):
 
 
 class MelBranch(nn.Module):
-    """Log-mel [B, 80, Tm] → small 2D CNN → mean over frequency and (real) time.
+    """Log-mel [B, 80, Tm] → (mel_pool × mel_pool average) → small 2D CNN → mean over frequency and (real) time.
+
+    mel_pool 2 gives the CNN 40 bins at 50 Hz, the encoder's own frame rate: a quarter of the input, the
+    branch's share of a training step 15.7 → 7.4 ms per batch of 32 four-second clips (one thread, the
+    pooling included), CV UA unchanged (README).
 
     The first convolution has stride 2 and is followed by a pool, so the later blocks run on a
     1/16-size map: the branch costs ~1 GFLOP per batch of 4 s clips instead of ~8. Each block pools
@@ -115,12 +119,25 @@ class MelBranch(nn.Module):
         self.blocks = nn.ModuleList([block(1, c, stride=2), block(c, 2 * c), block(2 * c, 2 * c)])
         self.blocks.to(memory_format=torch.channels_last)  # with the input's layout in forward (see there)
         self.strides = [2, 1, 1]
+        self.pool = cfg.mel_pool
         self.out_dim = 2 * c
+
+    def pooled_input(self, mel: torch.Tensor, mel_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Average `pool` × `pool` cells of the log-mel (frequency × time), over real frames only: a clip's
+        last cell sees its own frames, not the batch's padding, so batched = one clip at a time."""
+        p = self.pool
+        if p == 1:
+            return mel, mel_lengths
+        real = length_mask(mel_lengths, mel.shape[-1]).to(mel.dtype)[:, None]  # [B, 1, Tm]
+        summed = nn.functional.avg_pool2d(mel * real, p, p, ceil_mode=True)
+        share = nn.functional.avg_pool1d(real, p, p, ceil_mode=True)  # real frames per cell / p
+        return summed / share.clamp(min=1e-6), (mel_lengths + p - 1) // p
 
     def forward(self, mel: torch.Tensor, mel_lengths: torch.Tensor) -> torch.Tensor:
         # channels-last: CPU conv/pool kernels for this layout run the branch ~2x faster (fwd+bwd 40 → 22 ms
         # per batch of 32 four-second clips; max-pooling NCHW alone was a third of a training step).
-        x, lengths = mel[:, None].contiguous(memory_format=torch.channels_last), mel_lengths
+        mel, lengths = self.pooled_input(mel, mel_lengths)
+        x = mel[:, None].contiguous(memory_format=torch.channels_last)
         for block, stride in zip(self.blocks, self.strides):
             # Mask padded time steps before each block (as in FramesBranch), then follow the lengths
             # through the strided conv (ceil) and the pool (floor).

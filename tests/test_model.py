@@ -10,7 +10,8 @@ def test_parameter_budget():
     assert 30_000 <= n <= 100_000, n
 
 
-@pytest.mark.parametrize("cfg", [ModelConfig(), ModelConfig(use_mel_branch=False), ModelConfig(use_frames_branch=False, use_layer_weights=False)])
+@pytest.mark.parametrize("cfg", [ModelConfig(), ModelConfig(use_mel_branch=False), ModelConfig(use_frames_branch=False, use_layer_weights=False),
+                                 ModelConfig(mel_pool=2)])  # 203 mel frames: the last pooled cell is a half one
 def test_padding_is_masked(cfg):
     """A clip in a padded batch gets the same logits as alone (so batching never changes a prediction)."""
     torch.manual_seed(0)
