@@ -240,10 +240,14 @@ def _fit_stats_lr(model: HybridEmotionCNN, clips: Sequence[ClipFeatures], labels
         return
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
 
     x = np.stack([_clip_stats(model, clip, memo) for clip in clips]).astype(np.float64)
     scaler = StandardScaler().fit(x)
-    lr = LogisticRegression(C=c, max_iter=3000, random_state=seed).fit(scaler.transform(x), labels)
+    # BLAS gets the threads torch has: two 1-thread tuning workers each running a 2-thread BLAS oversubscribe the
+    # 2 cores, and the waiting threads spin (a 1.7 s fit took 14-21 s while the other worker trained).
+    with threadpool_limits(torch.get_num_threads()):
+        lr = LogisticRegression(C=c, max_iter=3000, random_state=seed).fit(scaler.transform(x), labels)
     fitted = (scaler.mean_, np.where(scaler.var_ > 0, scaler.var_, 1.0), lr.coef_, lr.intercept_)
     if memo is not None:
         memo[key] = (list(clips), fitted)
