@@ -51,6 +51,7 @@ if __name__ == "__main__":
              "| change | head UA | probe UA (same folds, same training rows) |", "|---|---|---|"]
     for row, path, cfg in rows:
         if (r := measured(path)) is None:
+            lines.append(f"| {row['name']} | not measured yet (`make ablate`) | |")
             continue
         stale = "" if r.get("fingerprint") == fingerprint(cfg) else " (stale: measured before a config change; `make ablate` re-measures it)"
         lines.append(f"| {r['name']}{stale} | {r['head']['ua_mean']:.1%} ± {r['head']['ua_std']:.1%} | {r['probe']['ua_mean']:.1%} |")
