@@ -150,13 +150,18 @@ class ExperimentConfig(_Section):
     train: TrainConfig = TrainConfig()
 
 
-def fingerprint(cfg: ExperimentConfig) -> str:
-    """What a result was measured with: a hash of the config's settings (not its name). Stored results
-    (ablation rows, tuning studies) are reused only while it matches."""
+def stable_hash(value: Any, length: int = 12) -> str:
+    """Hex digest of a JSON-able value, the same in every process and session (unlike `hash`)."""
     import hashlib
     import json
 
-    return hashlib.sha1(json.dumps(cfg.model_dump(exclude={"name"}), sort_keys=True).encode()).hexdigest()[:12]
+    return hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()[:length]
+
+
+def fingerprint(cfg: ExperimentConfig) -> str:
+    """What a result was measured with: a hash of the config's settings (not its name). Stored results
+    (ablation rows, tuning studies) are reused only while it matches."""
+    return stable_hash(cfg.model_dump(exclude={"name"}))
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,7 @@ class _LayerMix(torch.autograd.Function):
     written by the collate and read again by the forward and the backward. This way it stays float16.
     Both directions go one clip at a time: a clip's [T, D] float32 block (~200 KB) stays in the core's
     L2 cache across the L layers, where the whole batch's (~6.5 MB) went to memory on every layer
-    (fwd+bwd 10.6 → ~4 ms per batch of 32 four-second clips, one thread)."""
+    (fwd+bwd 10.6 → ~6 ms per batch of 32 four-second clips, one thread)."""
 
     @staticmethod
     def forward(ctx, weights: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from emotion_core.config import MLRUNS_DIR, ExperimentConfig, _deep_merge, fingerprint, load_config
+from emotion_core.config import MLRUNS_DIR, ExperimentConfig, _deep_merge, fingerprint, load_config, stable_hash
 
 
 def sample(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -73,10 +73,8 @@ def study_name(base: ExperimentConfig, spec: dict[str, Any]) -> str:
     """`tune-<config>-<fingerprint>`: the fingerprint covers what defines the objective (the base config, the
     search space, the folds), so `make tune` resumes a study only while its trials stay comparable; after a
     change to either it starts a new one instead of ranking trials measured two ways."""
-    import hashlib
-
     defining = {"base": fingerprint(base), "space": spec["space"], "folds": spec.get("folds")}
-    return f"tune-{base.name}-{hashlib.sha1(json.dumps(defining, sort_keys=True).encode()).hexdigest()[:8]}"
+    return f"tune-{base.name}-{stable_hash(defining, 8)}"
 
 
 def _study(base: ExperimentConfig, spec: dict[str, Any], storage: str, worker: int = 0) -> Any:

@@ -36,11 +36,15 @@ if __name__ == "__main__":
     def measured(path) -> dict | None:
         return json.loads(path.read_text()) if path.exists() else None
 
+    def current(result: dict | None, cfg) -> bool:
+        """Measured with this very config (a result without a fingerprint predates them)."""
+        return result is not None and result.get("fingerprint") == fingerprint(cfg)
+
+    main = measured(reports_dir(base) / "cv.json")
     for i, (row, path, cfg) in enumerate(rows):
-        if (args.rows is not None and i not in args.rows) or (measured(path) or {}).get("fingerprint") == fingerprint(cfg):
+        if (args.rows is not None and i not in args.rows) or current(measured(path), cfg):
             continue
-        main = measured(reports_dir(base) / "cv.json") or {}
-        if main.get("fingerprint") == fingerprint(cfg):  # the unchanged config: reuse `make crossval`'s run
+        if current(main, cfg):  # the unchanged config: reuse `make crossval`'s run
             report = main
         else:
             report = cv.run(cfg, random_split_check=False, adapted=(), progress=True)
@@ -53,7 +57,7 @@ if __name__ == "__main__":
         if (r := measured(path)) is None:
             lines.append(f"| {row['name']} | not measured yet (`make ablate`) | |")
             continue
-        stale = "" if r.get("fingerprint") == fingerprint(cfg) else " (stale: measured before a config change; `make ablate` re-measures it)"
+        stale = "" if current(r, cfg) else " (stale: measured before a config change; `make ablate` re-measures it)"
         lines.append(f"| {r['name']}{stale} | {r['head']['ua_mean']:.1%} ± {r['head']['ua_std']:.1%} | {r['probe']['ua_mean']:.1%} |")
     (reports_dir(base) / "ablations.md").write_text("\n".join(lines) + "\n")
     if base.name == "default":
