@@ -36,21 +36,34 @@ class ClipFeatures:
     mel: torch.Tensor  # [80, Tm]
     #: Encoder frames averaged per hidden frame (1 = as the encoder gives them); see `pooled`.
     frame_pool: int = 1
+    #: Log-mel cells averaged per value, in frequency and in time (1 = 80 bins at 100 Hz); see `pooled`.
+    mel_pool: int = 1
     #: Training-only alternatives of the same clip (speed-perturbed copies, `train.speed_perturb`): the
     #: training collate draws one of (clip, *variants) per clip and epoch; evaluation reads the clip itself.
     variants: tuple["ClipFeatures", ...] = ()
 
-    def pooled(self, factor: int) -> "ClipFeatures":
-        """Average every `factor` encoder frames (float16 kept). Emotion is suprasegmental: 40 ms frames
-        lose nothing measurable and halve the head's work and RAM. Idempotent for the same factor."""
-        if factor == self.frame_pool:
+    def pooled(self, factor: int, mel_factor: int | None = None) -> "ClipFeatures":
+        """The head's view: every `factor` encoder frames averaged (float16 kept) and, with `mel_factor`, the
+        log-mel averaged over mel_factor × mel_factor cells (frequency × time, float32; a last, partial cell
+        averages the frames it has). Emotion is suprasegmental: 40 ms frames lose nothing measurable and
+        halve the head's work and RAM. Done once per clip, not per training batch. Idempotent for the same
+        factors (the same object comes back, so per-clip memos keyed by identity keep working)."""
+        mel_factor = self.mel_pool if mel_factor is None else mel_factor
+        if (factor, mel_factor) == (self.frame_pool, self.mel_pool):
             return self
-        if self.frame_pool != 1:
-            raise ValueError(f"features already pooled by {self.frame_pool}, asked for {factor}")
-        h = self.hidden.float().transpose(1, 2)  # [L, D, T]
-        h = torch.nn.functional.avg_pool1d(h, factor, factor, ceil_mode=True).transpose(1, 2)
-        return replace(self, hidden=h.to(self.hidden.dtype).contiguous(), frame_pool=factor,
-                       variants=tuple(v.pooled(factor) for v in self.variants))
+        changes: dict = {}
+        if factor != self.frame_pool:
+            if self.frame_pool != 1:
+                raise ValueError(f"features already pooled by {self.frame_pool}, asked for {factor}")
+            h = self.hidden.float().transpose(1, 2)  # [L, D, T]
+            h = torch.nn.functional.avg_pool1d(h, factor, factor, ceil_mode=True).transpose(1, 2)
+            changes.update(hidden=h.to(self.hidden.dtype).contiguous(), frame_pool=factor)
+        if mel_factor != self.mel_pool:
+            if self.mel_pool != 1:
+                raise ValueError(f"log-mel already pooled by {self.mel_pool}, asked for {mel_factor}")
+            mel = torch.nn.functional.avg_pool2d(self.mel.float()[None], mel_factor, mel_factor, ceil_mode=True)[0]
+            changes.update(mel=mel, mel_pool=mel_factor)
+        return replace(self, **changes, variants=tuple(v.pooled(factor, mel_factor) for v in self.variants))
 
 
 def extract_features(encoder: SpeechEncoder, audio: np.ndarray) -> ClipFeatures:
@@ -121,7 +134,8 @@ class EmbeddingCache:
         for speed in speeds:
             self.build(manifest, progress=progress, speed=speed)
             per_speed.append([c.pooled(frame_pool) for c in self.iter(manifest, speed=speed)])
-        return [replace(clip, variants=tuple(copies[i] for copies in per_speed)) for i, clip in enumerate(clips)]
+        return [replace(clip, variants=tuple(copies[i].pooled(clip.frame_pool, clip.mel_pool) for copies in per_speed))
+                for i, clip in enumerate(clips)]
 
     def load(self, manifest: pd.DataFrame, progress: bool = False, frame_pool: int = 1) -> list[ClipFeatures]:
         """Cached features for each manifest row, float16, pooled by `frame_pool` as they are read: the

@@ -1,13 +1,16 @@
 """The hybrid head trained on top of the frozen encoder.
 
     hidden states [B, L, T, D] ─► softmax-weighted sum over L ─► LayerNorm ─► 1D CNN over frames ─► mean+std pool ─┐
-    log-mel       [B, 80, Tm]  ─► 2x2 average (mel_pool) ─► 2D CNN (3 blocks) ──────────────────► mean pool ─────┤
+    log-mel       [B, 40, Tm]  ─► 2D CNN (3 blocks) ─────────────────────────────────────────► mean pool ─────┤
                                                                                                     concat ─► dropout ─► 8 logits
 Padding is masked everywhere (clips keep their own length), so a batch gives the same logits as one
-clip at a time.
+clip at a time. The inputs come pooled (`ClipFeatures.pooled` via `training.prepare`): frame_pool encoder
+frames per head frame, mel_pool × mel_pool log-mel cells per value (default: 25 Hz frames, 40 bins × 50 Hz).
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -26,34 +29,41 @@ def length_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
+def padded(clips: Sequence[torch.Tensor], max_len: int) -> torch.Tensor:
+    """Per-clip [T_i, D] → [B, max_len, D] float32, zero after each clip's end."""
+    out = torch.empty(len(clips), max_len, clips[0].shape[-1])
+    for row, clip in zip(out, clips):
+        row[: clip.shape[0]] = clip
+        row[clip.shape[0] :] = 0
+    return out
+
+
 class _LayerMix(torch.autograd.Function):
-    """Σ_l w_l · hidden[:, l] in float32, read straight from the (float16) cached frames.
+    """Σ_l w_l · frames[l] per clip in float32, read straight from the (float16) cached frames, into a
+    zero-padded [B, T, D] batch.
 
     The frames are frozen features (no gradient), so the backward needs only the L dot products for
     the weights. An einsum would need the whole [B, L, T, D] batch in float32 first: twice the bytes
-    written by the collate and read again by the forward and the backward. This way it stays float16.
-    Both directions go one clip at a time: a clip's [T, D] float32 block (~200 KB) stays in the core's
-    L2 cache across the L layers, where the whole batch's (~6.5 MB) went to memory on every layer
-    (fwd+bwd 10.6 → ~6 ms per batch of 32 four-second clips, one thread)."""
+    written by the collate and read again by the forward and the backward. This way it stays float16,
+    and the clips are never copied into a padded [B, L, T, D] batch at all (`training.collate` passes
+    them as they are). Both directions go one clip at a time: a clip's [T, D] float32 block (~200 KB)
+    stays in the core's L2 cache across the L layers, where the whole batch's (~6.5 MB) went to memory
+    on every layer (fwd+bwd 10.6 → ~5.5 ms per batch of 32 four-second clips, one thread)."""
 
     @staticmethod
-    def forward(ctx, weights: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(hidden)
-        batch, layers, frames, dim = hidden.shape
-        out = torch.empty(batch, frames, dim, dtype=weights.dtype)
-        w = weights.tolist()
-        for clip, h in zip(out, hidden):
-            clip.copy_(h[0]).mul_(w[0])
-            for layer in range(1, layers):
-                clip.add_(h[layer], alpha=w[layer])
+    def forward(ctx, weights: torch.Tensor, clips: Sequence[torch.Tensor], max_len: int) -> torch.Tensor:
+        ctx.clips = clips  # frozen inputs: kept as they are (a list cannot go through save_for_backward)
+        out = torch.empty(len(clips), max_len, clips[0].shape[-1], dtype=weights.dtype)
+        for row, h in zip(out, clips):  # one float32 conversion and one [L] @ [L, T·D] product per clip
+            n = h.shape[1]
+            torch.matmul(weights[None], h.reshape(h.shape[0], -1).to(weights.dtype), out=row[:n].view(1, -1))
+            row[n:] = 0
         return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        (hidden,) = ctx.saved_tensors
-        layers = hidden.shape[1]
-        # d out / d w_l = hidden[:, l]: per clip, an [L, T·D] @ [T·D] product
-        return sum(h.reshape(layers, -1).float() @ g.reshape(-1) for h, g in zip(hidden, grad)), None
+        # d out / d w_l = frames[l]: per clip, an [L, T·D] @ [T·D] product over its real frames
+        return sum(h.reshape(h.shape[0], -1).float() @ g[: h.shape[1]].reshape(-1) for h, g in zip(ctx.clips, grad)), None, None
 
 
 def masked_mean_std(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -83,8 +93,10 @@ class FramesBranch(nn.Module):
     def layer_weights(self) -> torch.Tensor | None:
         return None if self.layer_logits is None else torch.softmax(self.layer_logits, dim=0)
 
-    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = hidden[:, -1].float() if self.layer_logits is None else _LayerMix.apply(self.layer_weights(), hidden)
+    def forward(self, clips: Sequence[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        """clips: per clip [L, T_i, D] frames; mask [B, T] (True on real frames) → [B, 2C]."""
+        x = (padded([h[-1].float() for h in clips], mask.shape[1]) if self.layer_logits is None
+             else _LayerMix.apply(self.layer_weights(), clips, mask.shape[1]))
         # The 1x1 convolution as a matmul over [B, T, D], before the transpose: transposing the 512-wide
         # frames first would copy them (forward and backward); transposing its C-wide output is cheap.
         conv, act, drop = self.pointwise
@@ -95,11 +107,12 @@ class FramesBranch(nn.Module):
 
 
 class MelBranch(nn.Module):
-    """Log-mel [B, 80, Tm] → (mel_pool × mel_pool average) → small 2D CNN → mean over frequency and (real) time.
+    """Log-mel [B, F, Tm] → small 2D CNN → mean over frequency and (real) time.
 
-    mel_pool 2 gives the CNN 40 bins at 50 Hz, the encoder's own frame rate: a quarter of the input, the
-    branch's share of a training step 15.7 → 7.4 ms per batch of 32 four-second clips (one thread, the
-    pooling included), CV UA unchanged (README).
+    The default reads the log-mel averaged over 2 × 2 cells (`model.mel_pool`, done once per clip in
+    `ClipFeatures.pooled`): 40 bins at 50 Hz, the encoder's own frame rate. A quarter of the input, the
+    branch's share of a training step 15.7 → ~4 ms per batch of 32 four-second clips (one thread), CV UA
+    unchanged (README). Pooling each clip once instead of each batch in the branch saved ~2 ms of those.
 
     The first convolution has stride 2 and is followed by a pool, so the later blocks run on a
     1/16-size map: the branch costs ~1 GFLOP per batch of 4 s clips instead of ~8. Each block pools
@@ -119,24 +132,12 @@ class MelBranch(nn.Module):
         self.blocks = nn.ModuleList([block(1, c, stride=2), block(c, 2 * c), block(2 * c, 2 * c)])
         self.blocks.to(memory_format=torch.channels_last)  # with the input's layout in forward (see there)
         self.strides = [2, 1, 1]
-        self.pool = cfg.mel_pool
         self.out_dim = 2 * c
-
-    def pooled_input(self, mel: torch.Tensor, mel_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Average `pool` × `pool` cells of the log-mel (frequency × time), over real frames only: a clip's
-        last cell sees its own frames, not the batch's padding, so batched = one clip at a time."""
-        p = self.pool
-        if p == 1:
-            return mel, mel_lengths
-        real = length_mask(mel_lengths, mel.shape[-1]).to(mel.dtype)[:, None]  # [B, 1, Tm]
-        summed = nn.functional.avg_pool2d(mel * real, p, p, ceil_mode=True)
-        share = nn.functional.avg_pool1d(real, p, p, ceil_mode=True)  # real frames per cell / p
-        return summed / share.clamp(min=1e-6), (mel_lengths + p - 1) // p
 
     def forward(self, mel: torch.Tensor, mel_lengths: torch.Tensor) -> torch.Tensor:
         # channels-last: CPU conv/pool kernels for this layout run the branch ~2x faster (fwd+bwd 40 → 22 ms
         # per batch of 32 four-second clips; max-pooling NCHW alone was a third of a training step).
-        mel, lengths = self.pooled_input(mel, mel_lengths)
+        lengths = mel_lengths
         x = mel[:, None].contiguous(memory_format=torch.channels_last)
         for block, stride in zip(self.blocks, self.strides):
             # Mask padded time steps before each block (as in FramesBranch), then follow the lengths
@@ -160,17 +161,19 @@ class StatsBranch(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.linear = nn.Linear(dim, NUM_EMOTIONS)
 
-    def features(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """[B, L' * 2D] per-layer mean ‖ std over real frames (before standardisation)."""
-        h = hidden[:, self.layers].float()  # [B, L', T, D]
-        m = mask[:, None, :, None].to(h.dtype)
-        n = m.sum(2).clamp(min=1.0)
-        mean = (h * m).sum(2) / n
-        std = ((((h - mean[:, :, None]) ** 2) * m).sum(2) / n + 1e-5).sqrt()
-        return torch.cat([mean, std], dim=-1).flatten(1)
+    def features(self, clips: Sequence[torch.Tensor]) -> torch.Tensor:
+        """[B, L' * 2D] per-layer mean ‖ std over each clip's frames (before standardisation). One clip at a
+        time: its float32 copy stays in cache (~6x faster than a padded batch of 64)."""
+        rows = []
+        for clip in clips:
+            h = clip[self.layers].float()  # [L', T, D]
+            mean = h.mean(1)
+            std = ((h - mean[:, None]).square().mean(1) + 1e-5).sqrt()
+            rows.append(torch.cat([mean, std], dim=-1).flatten())
+        return torch.stack(rows)
 
-    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.dropout(self.norm(self.features(hidden, mask))))
+    def forward(self, clips: Sequence[torch.Tensor]) -> torch.Tensor:
+        return self.linear(self.dropout(self.norm(self.features(clips))))
 
     @torch.no_grad()
     def set_logistic_regression(self, mean: "np.ndarray", var: "np.ndarray", coef: "np.ndarray", intercept: "np.ndarray") -> None:
@@ -200,19 +203,21 @@ class HybridEmotionCNN(nn.Module):
         self.stats_enabled = True
 
     def forward(
-        self, hidden: torch.Tensor, lengths: torch.Tensor, mel: torch.Tensor, mel_lengths: torch.Tensor
+        self, hidden: torch.Tensor | Sequence[torch.Tensor], lengths: torch.Tensor, mel: torch.Tensor, mel_lengths: torch.Tensor
     ) -> torch.Tensor:
-        """hidden [B, L, T, D] (float16 as cached, or float32), lengths [B] (encoder frames), mel [B, 80, Tm], mel_lengths [B] → logits [B, 8]."""
-        mask = length_mask(lengths, hidden.shape[2])
+        """hidden: the encoder frames, per clip [L, T_i, D] or padded [B, L, T, D] (float16 as cached, or
+        float32); lengths [B] (head frames); mel [B, F, Tm] (pooled log-mel), mel_lengths [B] → logits [B, 8]."""
+        clips = [h[:, :n] for h, n in zip(hidden, lengths.tolist())]  # each clip at its own length
+        mask = length_mask(lengths, int(lengths.max()))
         parts = []
         if self.frames is not None:
-            parts.append(self.frames(hidden, mask))
+            parts.append(self.frames(clips, mask))
         if self.mel is not None:
             parts.append(self.mel(mel, mel_lengths))
         logits = self.classifier(torch.cat(parts, dim=-1)) if self.classifier is not None else 0.0
         if self.stats is None or not self.stats_enabled:
             return logits
-        return logits + self.stats(hidden, mask)
+        return logits + self.stats(clips)
 
 
 def count_trainable_parameters(model: nn.Module) -> int:

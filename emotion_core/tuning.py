@@ -173,7 +173,10 @@ def _load_pools(base: ExperimentConfig, factors: list[int]) -> tuple[Any, dict[i
     for clip in cache.iter(manifest):
         for p in factors:
             pools[p].append(clip.pooled(p))
-    return manifest, {p: cache.attach_speed_variants(manifest, clips, base.train.speed_perturb, p) for p, clips in pools.items()}
+    # The log-mel is pooled here too (mel_pool is not searched): every fit then gets these very clip objects back
+    # from `training.prepare`, and the stats memo is keyed by them.
+    attached = {p: cache.attach_speed_variants(manifest, clips, base.train.speed_perturb, p) for p, clips in pools.items()}
+    return manifest, {p: [c.pooled(p, base.model.mel_pool) for c in clips] for p, clips in attached.items()}
 
 
 def confirm(base: ExperimentConfig, best_overrides: dict[str, Any], folds: list[int], seeds: list[int]) -> dict[str, Any]:

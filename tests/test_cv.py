@@ -119,11 +119,12 @@ def test_stats_memo_reuses_the_closed_form_fit_exactly(smoke_run):
     from emotion_core.data import load_manifest
     from emotion_core.embeddings import EmbeddingCache
     from emotion_core.encoders import load_encoder
-    from emotion_core.training import fit, predict_logits
+    from emotion_core.training import fit, predict_logits, prepare
 
     cfg = load_config("smoke", ["train.epochs=1"])
     manifest = load_manifest(cfg.data).reset_index(drop=True)
-    clips = EmbeddingCache(load_encoder(cfg.encoder.name, runtime="torch")).load(manifest, frame_pool=cfg.model.frame_pool)
+    # pooled as the cross-validation and the study pool them: every fit then gets these very objects back
+    clips = prepare(cfg.model, EmbeddingCache(load_encoder(cfg.encoder.name, runtime="torch")).load(manifest))
     y = manifest["label"].to_numpy()
     memo: dict = {}
     fresh = predict_logits(fit(clips, y, cfg.model, cfg.train, progress=False).model, clips)

@@ -10,8 +10,7 @@ def test_parameter_budget():
     assert 30_000 <= n <= 100_000, n
 
 
-@pytest.mark.parametrize("cfg", [ModelConfig(), ModelConfig(use_mel_branch=False), ModelConfig(use_frames_branch=False, use_layer_weights=False),
-                                 ModelConfig(mel_pool=2)])  # 203 mel frames: the last pooled cell is a half one
+@pytest.mark.parametrize("cfg", [ModelConfig(), ModelConfig(use_mel_branch=False), ModelConfig(use_frames_branch=False, use_layer_weights=False)])
 def test_padding_is_masked(cfg):
     """A clip in a padded batch gets the same logits as alone (so batching never changes a prediction)."""
     torch.manual_seed(0)
@@ -21,6 +20,27 @@ def test_padding_is_masked(cfg):
     alone = model(hidden[1:, :, :101], torch.tensor([101]), mel[1:, :, :203], torch.tensor([203]))
     assert torch.allclose(batch[1], alone[0], atol=1e-5)
     assert batch.shape == (2, 8)
+
+
+def test_pooled_clips_keep_their_own_frames_and_batch_like_alone():
+    """Frames and log-mel are pooled once per clip (`training.prepare`): a last, partial cell averages the frames
+    the clip has (not padding), and a padded batch of pooled clips gives each clip's logits alone."""
+    from emotion_core.embeddings import ClipFeatures
+    from emotion_core.training import collate, prepare
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(frame_pool=2, mel_pool=2)
+    raw = [ClipFeatures(torch.randn(7, 150, 64).half(), torch.randn(80, 301).half()),
+           ClipFeatures(torch.randn(7, 101, 64).half(), torch.randn(80, 203).half())]  # odd lengths: half cells
+    clips = prepare(cfg, raw)
+    short = clips[1]
+    assert short.hidden.shape == (7, 51, 64) and short.mel.shape == (40, 102) and short.mel.dtype == torch.float32
+    torch.testing.assert_close(short.mel[:, -1], raw[1].mel[:, -1].float().reshape(40, 2).mean(-1))  # 2 bins × 1 frame
+    torch.testing.assert_close(short.mel[:, 0], raw[1].mel[:, :2].float().reshape(40, 2, 2).mean((1, 2)))
+    assert prepare(cfg, clips)[1] is short  # idempotent: the same object (memos are keyed by it)
+    model = HybridEmotionCNN(7, 64, cfg).eval()
+    batch, alone = collate(clips).logits(model), collate(clips[1:]).logits(model)
+    assert torch.allclose(batch[1], alone[0], atol=1e-5)
 
 
 def test_needs_a_branch():
@@ -58,7 +78,8 @@ def test_layer_mix_matches_einsum_forward_and_backward():
     hidden = torch.randn(2, 7, 30, 16).half()
     logits = torch.randn(7, requires_grad=True)
     upstream = torch.randn(2, 30, 16)
-    ours = _LayerMix.apply(torch.softmax(logits, 0), hidden)
+    hidden[1, :, 21:] = 0  # the second clip is 21 frames long: the mix reads each clip at its own length
+    ours = _LayerMix.apply(torch.softmax(logits, 0), [hidden[0], hidden[1, :, :21]], 30)
     (grad_ours,) = torch.autograd.grad((ours * upstream).sum(), logits)
     reference = torch.einsum("l,bltd->btd", torch.softmax(logits, 0), hidden.float())
     (grad_ref,) = torch.autograd.grad((reference * upstream).sum(), logits)
