@@ -175,6 +175,39 @@ def test_a_changed_config_or_space_starts_a_new_study():
     assert study_name(load_config("default"), dict(spec, space={k: v for k, v in spec["space"].items() if k != "train.lr"})) != name
 
 
+def test_fold_halving_keeps_a_strict_quota_and_breaks_ties_by_log_loss():
+    """At a rung, at most max(1, n // reduction_factor) trials go on: equal UAs (a fold's UA takes few values) are
+    ordered by log-loss instead of all passing, as they did with optuna's SuccessiveHalvingPruner."""
+    import optuna
+
+    from emotion_core.tuning import BASE_ATTR, TIEBREAK_ATTR, FoldHalvingPruner
+
+    study = optuna.create_study(direction="maximize", pruner=FoldHalvingPruner([1, 2], reduction_factor=4))
+
+    def goes_on(ua: float, loss: float, base: bool = False) -> bool:
+        """A new trial's verdict after its first fold."""
+        trial = study.ask()
+        if base:
+            trial.set_user_attr(BASE_ATTR, True)
+        trial.set_user_attr(TIEBREAK_ATTR.format(1), loss)
+        trial.report(ua, 1)
+        return not trial.should_prune()
+
+    assert goes_on(0.75, 1.0)  # alone at the rung: the best so far
+    assert not goes_on(0.70, 0.5)  # 2 trials: quota 1, and one ranks above it
+    assert goes_on(0.75, 0.9)  # the same UA as the first, lower log-loss: ranks first
+    assert not goes_on(0.75, 1.1)  # the same UA, higher log-loss: two rank above it (4 trials, quota 1)
+    for ua in (0.60, 0.61, 0.62, 0.63):
+        goes_on(ua, 1.0)
+    assert goes_on(0.75, 0.95)  # 9 trials, quota 2: only the trial with loss 0.9 ranks above it
+    assert not goes_on(0.74, 0.1)
+    assert goes_on(0.5, 3.0, base=True)  # the base config's trial always runs to the end
+    trial = study.ask()  # a fold count that is not a rung never prunes
+    for s in (1, 2, 3):
+        trial.report(0.9 if s < 3 else 0.1, s)
+    assert not FoldHalvingPruner([1, 2], 4).prune(study, study.trials[-1])
+
+
 #: A tiny search space for the tuning tests (seconds per trial on the smoke subset).
 SMOKE_SPACE = ("space:\n"
                "  model.dropout: {type: float, low: 0.1, high: 0.5}\n"
