@@ -1,7 +1,7 @@
 """The hybrid head trained on top of the frozen encoder.
 
-    hidden states [B, L, T, D] ─► softmax-weighted sum over L ─► LayerNorm ─► 1D CNN over frames ─► mean+std pool ─┐
-    log-mel       [B, 40, Tm]  ─► 2D CNN (3 blocks) ─────────────────────────────────────────► mean pool ─────┤
+    hidden states [L, T_i, D] per clip ─► softmax-weighted sum over L ─► LayerNorm ─► 1D CNN ─► mean+std pool ─┐
+    log-mel       [B, 40, Tm]  ─► 2D CNN (3 blocks) ──────────────────────────────────────────► mean pool ─────┤
                                                                                                     concat ─► dropout ─► 8 logits
 Padding is masked everywhere (clips keep their own length), so a batch gives the same logits as one
 clip at a time. The inputs come pooled (`ClipFeatures.pooled` via `training.prepare`): frame_pool encoder
