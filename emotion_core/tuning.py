@@ -9,6 +9,7 @@ and worker processes can share it (one trial each at a time).
 from __future__ import annotations
 
 import json
+import multiprocessing
 import time
 from pathlib import Path
 from typing import Any
@@ -133,8 +134,6 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
     result says how long a fold fit took, so the cost of the full study on this machine is printed rather
     than guessed. `render_only`: run nothing, rewrite the report from the stored study (e.g. after
     stopping a study by hand)."""
-    import multiprocessing
-
     import mlflow
     import torch
 
@@ -176,8 +175,10 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
         done = _finished(study) >= n_trials  # not after a time-boxed part
         if seeds and done and study.user_attrs.get("confirmation", {}).get("best_trial") != study.best_trial.number:
             # kept in the study, so --render and later sessions show it without re-running it
-            study.set_user_attr("confirmation", {"best_trial": study.best_trial.number, **confirm(
-                base, sample(optuna.trial.FixedTrial(study.best_params), space), folds, seeds)})
+            began = time.perf_counter()
+            conf = confirm(base, sample(optuna.trial.FixedTrial(study.best_params), space), folds, seeds, workers)
+            study.set_user_attr("confirmation", {"best_trial": study.best_trial.number, **conf,
+                                                 "seconds": time.perf_counter() - began})
         seconds = time.perf_counter() - start
         result = _report(study, base, space, folds, storage, n_trials, timeout_minutes, seconds, fold_fits)
         mlflow.log_metrics({"best_cv_ua": study.best_value, "seconds": seconds, "study_seconds": result["study_seconds"]})
@@ -206,28 +207,60 @@ def _load_pools(base: ExperimentConfig, factors: list[int]) -> tuple[Any, dict[i
     return manifest, {p: [c.pooled(p, base.model.mel_pool) for c in clips] for p, clips in attached.items()}
 
 
-def confirm(base: ExperimentConfig, best_overrides: dict[str, Any], folds: list[int], seeds: list[int]) -> dict[str, Any]:
+def confirm(base: ExperimentConfig, best_overrides: dict[str, Any], folds: list[int], seeds: list[int],
+            workers: int = 1) -> dict[str, Any]:
     """CV UA of the base config and of the best trial's config, each re-trained with other seeds (a new
-    inner validation split and initialisation) in this process. The best of many trials is selected on
-    its own noise (seed, thread count, float rounding); re-measuring both the same new way shows how much
-    of its lead is real."""
+    inner validation split and initialisation). The best of many trials is selected on its own noise
+    (seed, thread count, float rounding); re-measuring both the same new way shows how much of its lead is
+    real. With `workers` > 1 the (config, seed) runs go to that many processes, as the trials did."""
+    import torch
+
+    configs = {"base": base, "best": ExperimentConfig.model_validate(_deep_merge(base.model_dump(), best_overrides))}
+    runs = [(name, seed) for name in configs for seed in seeds]
+    args = [(base, configs[name].model_copy(update={"train": configs[name].train.model_copy(update={"seed": seed})}), folds)
+            for name, seed in runs]
+    if workers > 1:
+        threads = max(1, torch.get_num_threads() // workers)
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            uas = pool.starmap(_cv_ua, [(*a, threads) for a in args], chunksize=1)
+    else:
+        try:
+            uas = [_cv_ua(*a) for a in args]
+        finally:
+            _LOADED.clear()  # the corpus, held for the runs above only
+    out: dict[str, Any] = {"seeds": list(seeds), **{name: [] for name in configs}}
+    for (name, _), ua in zip(runs, uas):
+        out[name].append(ua)
+    return out
+
+
+#: This process's corpus per frame rate and the stats memo they share (`_cv_ua`): loaded once, not per run.
+_LOADED: dict[Any, Any] = {}
+
+
+def _cv_ua(base: ExperimentConfig, cfg: ExperimentConfig, folds: list[int], threads: int | None = None) -> float:
+    """Mean CV UA of `cfg` over `folds` (base: where the corpus comes from)."""
+    import torch
+
     from emotion_core import cv
     from emotion_core.metrics import summary
 
-    configs = {"base": base, "best": ExperimentConfig.model_validate(_deep_merge(base.model_dump(), best_overrides))}
-    manifest, pools = _load_pools(base, sorted({c.model.frame_pool for c in configs.values()}))
+    if threads:
+        torch.set_num_threads(threads)
+    rate = cfg.model.frame_pool
+    if rate not in _LOADED:
+        manifest, pools = _load_pools(base, [rate])
+        _LOADED[rate] = (manifest, pools[rate])
+    manifest, clips = _LOADED[rate]
+    memo = _LOADED.setdefault("stats_memo", {})  # base and best share the stats fit where seed, C and rate agree
     y = manifest["label"].to_numpy()
-    out: dict[str, Any] = {"seeds": list(seeds)}
-    stats_memo: dict = {}  # base and best share the stats branch's fit where seed, C and frame rate agree
-    for name, cfg in configs.items():
-        out[name] = []
-        for seed in seeds:
-            seeded = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})})
-            uas = [summary(y[r.test_index], r.logits.argmax(-1))["ua"]
-                   for r in (cv.run_fold(seeded, manifest, pools[cfg.model.frame_pool], f, stats_memo=stats_memo)
-                             for f in folds)]
-            out[name].append(float(np.mean(uas)))
-    return out
+    return float(np.mean([summary(y[r.test_index], r.logits.argmax(-1))["ua"]
+                          for r in (cv.run_fold(cfg, manifest, clips, f, stats_memo=memo) for f in folds)]))
+
+
+def confirm_took(conf: dict[str, Any], template: str) -> str:
+    """`template` formatted with the seed re-check's minutes, or "" for one that did not record its time."""
+    return template.format(conf["seconds"] / 60) if "seconds" in conf else ""
 
 
 def confirmation_means(conf: dict[str, Any]) -> dict[str, float]:
@@ -363,7 +396,7 @@ def tune_markdown(result: dict[str, Any], study: Any) -> str:
            "The best of many trials on the same 6 folds is optimistically biased by the selection itself, so a "
            "best trial within about a point of the base config is not evidence that it is better."] if base else []),
         *(["", f"Re-measured with `train.seed` {', '.join(map(str, conf['seeds']))} (new inner validation actors and "
-           f"initialisation; trained in the main process): best trial {conf['best_trial']} "
+           f"initialisation{confirm_took(conf, '; {:.1f} min after the study')}): best trial {conf['best_trial']} "
            f"{' / '.join(f'{v:.1%}' for v in conf['best'])} (mean {means['best']:.1%}), base config "
            f"{' / '.join(f'{v:.1%}' for v in conf['base'])} (mean {means['base']:.1%})."]
           if (conf := result.get("confirmation")) and (means := confirmation_means(conf)) else []),
@@ -410,4 +443,4 @@ def write_tuned_config(result: dict[str, Any], base_name: str, path: Path) -> Pa
     return path
 
 
-__all__ = ["tune", "sample", "study_name", "confirmation_means", "write_tuned_config", "load_config"]
+__all__ = ["tune", "sample", "study_name", "confirm_took", "confirmation_means", "write_tuned_config", "load_config"]

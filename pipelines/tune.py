@@ -5,7 +5,7 @@ with --write-config, experiments/tuned.yaml."""
 from pathlib import Path
 
 from emotion_core.config import EXPERIMENTS_DIR
-from emotion_core.tuning import confirmation_means, tune, write_tuned_config
+from emotion_core.tuning import confirm_took, confirmation_means, tune, write_tuned_config
 from pipelines._cli import config_from, parser
 
 if __name__ == "__main__":
@@ -38,7 +38,8 @@ if __name__ == "__main__":
                                  f"{result['best']['value']:.1%} (trial {result['best']['trial']})"
                                  + (f", the base config {result['base']['value']:.1%} (trial {result['base']['trial']})"
                                     if result["base"] else "")
-                                 + (f"; re-trained with seeds {', '.join(map(str, conf['seeds']))}: best trial "
+                                 + (f"; re-trained with seeds {', '.join(map(str, conf['seeds']))}"
+                                    f"{confirm_took(conf, ' ({:.0f} min more)')}: best trial "
                                     f"{means['best']:.1%}, base config {means['base']:.1%} (means)"
                                     if (conf := result.get("confirmation")) and (means := confirmation_means(conf)) else "") + ". Every trial: "
                                  "[`reports/default/tune.md`](reports/default/tune.md).")

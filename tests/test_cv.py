@@ -249,7 +249,7 @@ def test_tuning_workers_share_one_study(smoke_run, smoke_cfg, tmp_path):
     from emotion_core.tuning import tune
 
     space = tmp_path / "space.yaml"
-    space.write_text("n_trials: 4\nstartup_trials: 4\nworkers: 2\nfolds: [1, 4]\n" + SMOKE_SPACE)
+    space.write_text("n_trials: 4\nstartup_trials: 4\nworkers: 2\nfolds: [1, 4]\nconfirm_seeds: [1]\n" + SMOKE_SPACE)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     result = tune(smoke_cfg, space, storage=storage, progress=False)
     finished = result["complete"] + result["pruned"]
@@ -257,6 +257,9 @@ def test_tuning_workers_share_one_study(smoke_run, smoke_cfg, tmp_path):
     assert result["fold_fits_this_session"] == result["fold_fits"] >= finished
     # wall clock is the union of the trials' intervals: at most their summed time (less when workers overlap)
     assert result["workers"] == 2 and 0 < result["study_seconds"] <= result["trial_seconds"]
+    # the seed re-check ran in the workers too, and says how long it took
+    conf = result["confirmation"]
+    assert len(conf["best"]) == len(conf["base"]) == 1 and 0 < conf["seconds"] < result["seconds"]
     tracking.setup("tune")
     study_run = mlflow.search_runs(filter_string="tags.kind = 'optuna'", order_by=["start_time DESC"],
                                    max_results=1, output_format="list")[0]
