@@ -28,6 +28,8 @@ def update_generated_section(name: str, text: str, path: Path = PROJECT_ROOT / "
 #: frozen encoders, unweighted accuracy) — quoted for comparison, not produced here.
 EMOBOX_RAVDESS_UA = {"wav2vec2-base": 0.543, "WavLM-base": 0.616, "HuBERT-base": 0.654,
                      "WavLM-large": 0.720, "Whisper-large-v3": 0.753}
+#: The project's target for the served model's 6-fold CV UA (the issue's goal; 76 % is its floor).
+UA_GOAL = 0.80
 
 
 def _pm(mean: float, std: float) -> str:
@@ -44,9 +46,15 @@ def cv_markdown(r: dict) -> str:
     )
     f1 = " | ".join(f"{head['per_class_f1'][e]:.2f}" for e in EMOTIONS)
     actors = " | ".join(f"{a}: {v:.0%}" for a, v in head["per_actor_accuracy"].items())
-    best_published = max(EMOBOX_RAVDESS_UA.values())
+    best_name, best_published = max(EMOBOX_RAVDESS_UA.items(), key=lambda kv: kv[1])
     stand = "above" if head["ua_mean"] > best_published else "below"
     vs_probe = "above" if head["ua_mean"] > probe["ua_mean"] else "below"
+
+    def points(gap: float) -> str:
+        return f"{gap * 100:+.1f} pt"
+
+    goal = (f"The goal of {UA_GOAL:.0%} UA is **reached**." if head["ua_mean"] >= UA_GOAL else
+            f"The goal of {UA_GOAL:.0%} UA is **not reached** ({(UA_GOAL - head['ua_mean']) * 100:.1f} pt short).")
     emobox = " · ".join(f"{k} {v:.1%}" for k, v in EMOBOX_RAVDESS_UA.items())
     adapted = "\n".join(
         f"| probe + speaker normalisation, {('all other' if a['enrollment'] is None else a['enrollment'])} "
@@ -76,8 +84,9 @@ MLflow parent run `{r['run_id']}` (experiment `crossval`, one nested run per fol
 | hybrid head (this config) | **{_pm(head['ua_mean'], head['ua_std'])}** | {_pm(head['wa_mean'], head['wa_std'])} | {head['macro_f1_mean']:.3f} |
 | linear probe (mean+std of all layers, logistic regression), same folds, same run | {_pm(probe['ua_mean'], probe['ua_std'])} | {_pm(probe['wa_mean'], probe['wa_std'])} | {probe['macro_f1_mean']:.3f} |{served}
 
-The head is **{vs_probe}** the probe and **{stand}** the best published frozen-encoder result on these folds
-(EmoBox: {emobox}).
+The head is **{vs_probe}** the probe ({points(head['ua_mean'] - probe['ua_mean'])}) and **{stand}** the best published
+frozen-encoder result on these folds ({points(head['ua_mean'] - best_published)} against {best_name}; EmoBox: {emobox}).
+{goal}
 
 | fold | head UA | head WA | head macro-F1 | probe UA | temperature |
 |---|---|---|---|---|---|
