@@ -17,7 +17,7 @@ from emotion_core.data import split_actors
 from emotion_core.embeddings import ClipFeatures
 from emotion_core.labels import EMOTIONS
 from emotion_core.speaker import clip_statistics
-from emotion_core.training import fit, predict_logits, prepare
+from emotion_core.training import fit, predict_logits
 
 
 @dataclass
@@ -194,9 +194,9 @@ def run(cfg: ExperimentConfig, *, random_split_check: bool = True, adapted: Sequ
     cache = EmbeddingCache(load_encoder(cfg.encoder.name, runtime="torch"))
     for clip in cache.iter(manifest, progress=progress):
         probe_rows.append(clip_statistics(clip))
-        clips.append(clip.pooled(cfg.model.frame_pool))
+        clips.append(clip.pooled(cfg.model.frame_pool, cfg.model.mel_pool))  # the head's view, as `training.prepare` makes it
     probe_features = np.stack(probe_rows)
-    clips = prepare(cfg.model, cache.attach_speed_variants(manifest, clips, cfg.train.speed_perturb, cfg.model.frame_pool, progress))
+    clips = cache.attach_speed_variants(manifest, clips, cfg.train.speed_perturb, cfg.model.frame_pool, progress)
     served: list | None = None
     served_runtime = None
     if served_runtime_check:  # test actors' features as the served (int8) encoder gives them

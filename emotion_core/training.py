@@ -51,7 +51,7 @@ def set_seed(seed: int) -> None:
 class Batch:
     hidden: list[torch.Tensor]  # per clip [L, T_i, D] in its dtype (float16 from the cache): the model reads them as they are
     lengths: torch.Tensor  # [B]
-    mel: torch.Tensor  # [B, 80, Tm]
+    mel: torch.Tensor  # [B, F, Tm], the clips' pooled log-mel (F = 80 / mel_pool), zero-padded
     mel_lengths: torch.Tensor  # [B]
 
     def logits(self, model: HybridEmotionCNN) -> torch.Tensor:

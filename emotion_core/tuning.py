@@ -2,8 +2,9 @@
 
 TPE sampler + successive halving over folds (`FoldHalvingPruner`: at each rung, e.g. after 1 and 2
 folds, a trial's running fold mean must rank in the top 1/reduction_factor of the trials that reached
-the same fold count); every trial is a nested MLflow run; the study is stored in sqlite (`mlruns/optuna.db`) so an interrupted search resumes where it stopped,
-and worker processes can share it (one trial each at a time).
+the same fold count); every trial is a nested MLflow run; the study is stored in sqlite
+(`mlruns/optuna.db`) so an interrupted search resumes where it stopped, and worker processes can share
+it (one trial each at a time).
 """
 
 from __future__ import annotations
@@ -199,12 +200,11 @@ def _load_pools(base: ExperimentConfig, factors: list[int]) -> tuple[Any, dict[i
     pools: dict[int, list] = {p: [] for p in factors}
     cache = EmbeddingCache(load_encoder(base.encoder.name, runtime="torch"))
     for clip in cache.iter(manifest):
+        # The log-mel is pooled here too (mel_pool is not searched): every fit then gets these very clip objects
+        # back from `training.prepare`, and the stats memo is keyed by them.
         for p in factors:
-            pools[p].append(clip.pooled(p))
-    # The log-mel is pooled here too (mel_pool is not searched): every fit then gets these very clip objects back
-    # from `training.prepare`, and the stats memo is keyed by them.
-    attached = {p: cache.attach_speed_variants(manifest, clips, base.train.speed_perturb, p) for p, clips in pools.items()}
-    return manifest, {p: [c.pooled(p, base.model.mel_pool) for c in clips] for p, clips in attached.items()}
+            pools[p].append(clip.pooled(p, base.model.mel_pool))
+    return manifest, {p: cache.attach_speed_variants(manifest, clips, base.train.speed_perturb, p) for p, clips in pools.items()}
 
 
 def confirm(base: ExperimentConfig, best_overrides: dict[str, Any], folds: list[int], seeds: list[int],
