@@ -6,12 +6,15 @@
 #   make tune        Optuna over experiments/tune.yaml (resumable; MINUTES=25 time-boxes it, WORKERS=1 one process, RENDER=1 only rewrites the report) → reports/$(CONFIG)/tune.json
 #   make ablate      one CV per row of experiments/ablations.yaml → reports/default/ablations.md
 #   make notebooks   rebuild + execute notebooks/*.ipynb
+#   make docs        rewrite the generated blocks of README.md and docs/ from the committed reports
 #   make serve       BentoML service on :8000 (needs a registered champion)
 #   make mlflow-ui   browse runs, metrics, models at http://localhost:5000
-#   make test        fast tests + one real shrunk end-to-end run (what CI runs)
+#   make test        lint + both test tiers: unit, and the real shrunk end-to-end run (what CI runs)
+#   make test-unit   the unit tier alone: no dataset, no server, no network (under 2 min)
 #   make test-slow   the slow marker: full cross-validation, Optuna, load tests
-#   make loadtest    8 clients x 60 s against a fresh local server: p50/p95, errors, RSS before/after
-#   make bench       (a) HF way vs (b) torch fp32 vs (c) ONNX int8, one run → reports/benchmark.md (BENCH=--quick)
+#   make lint        ruff (pyflakes, pycodestyle, import order, bugbear); make format rewrites files
+#   make loadtest    8 clients x 60 s against a fresh local server: p50/p95, errors, RSS before/after (bench/loadtest.py)
+#   make bench       (a) HF way vs (b) torch fp32 vs (c) ONNX int8, one run → reports/benchmark.md (BENCH=--quick; bench/)
 #   make export      validate the int8 ONNX encoder against torch and log it with emotion-cnn@champion
 #   make clients     regenerate clients/typescript/ + the web demo's api.js from the Python sources
 #   make clients-deps  Node packages (npm ci: typescript, playwright-core) + Debian's chromium, for the tests
@@ -22,8 +25,8 @@ BIN := $(VENV)/bin
 CONFIG ?= default
 RUN := $(BIN)/python -m
 
-.PHONY: install prepare embed train evaluate crossval tune ablate notebooks register all serve build mlflow-ui test test-slow clean-cache loadtest bench export \
-	clients clients-deps
+.PHONY: install prepare embed train evaluate crossval tune ablate notebooks register all serve build mlflow-ui test test-unit \
+	test-slow lint format docs loadtest bench export clients clients-deps
 
 install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -51,14 +54,20 @@ all: prepare embed crossval train register export
 	@echo "Done: emotion-cnn@champion is registered. Serve it with: make serve"
 
 serve: install
-	$(BIN)/bentoml serve emotion_core.service:EmotionService --port 8000
+	$(BIN)/bentoml serve emotion_core.serving.service:EmotionService --port 8000
 build: install
 	$(BIN)/bentoml build
 mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --port 5000
 
-test: install clients-deps
+test: install clients-deps lint
 	$(BIN)/python -m pytest
+test-unit: install
+	$(BIN)/python -m pytest tests/unit
+lint: install
+	$(BIN)/ruff check .
+format: install
+	$(BIN)/ruff check --fix --select I . && $(BIN)/ruff format $(or $(FILES),.)
 test-slow: install
 	$(BIN)/python -m pytest -m slow -s
 loadtest: install
@@ -69,7 +78,7 @@ export: install
 	$(RUN) pipelines.export
 
 clients: install
-	$(RUN) emotion_core.clients
+	$(RUN) tools.clients
 
 # The client and web-demo tests need Node (20+), `npm ci` in clients/typescript and Debian's chromium (never a
 # browser download). CI (CI=true) fails when it can't install them; elsewhere those tests skip and say why.
@@ -85,5 +94,7 @@ $(TS)/node_modules/.package-lock.json: $(TS)/package.json $(TS)/package-lock.jso
 	if command -v npm >/dev/null; then cd $(TS) && npm ci --no-audit --no-fund --loglevel=error; fi
 ablate: install
 	$(RUN) pipelines.ablate
+docs: install
+	$(RUN) pipelines.docs
 notebooks: install
 	$(BIN)/python notebooks/build_notebooks.py --config $(CONFIG)

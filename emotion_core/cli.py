@@ -35,8 +35,9 @@ def main(argv: list[str] | None = None) -> int:
                         "repeatable). Predictions then come from the speaker-normalised probe")
     args = p.parse_args(argv)
 
+    # torch + the model load only when predicting: `--help` and argument errors answer at once
     from emotion_core.audio import AudioError
-    from emotion_core.predictor import Predictor
+    from emotion_core.serving.predictor import Predictor
 
     try:
         predictor = Predictor.from_uri(args.model)

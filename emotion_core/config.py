@@ -9,6 +9,8 @@ Environment variables (all optional):
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +25,9 @@ PROJECT_ROOT = PACKAGE_DIR.parent if (PACKAGE_DIR.parent / "pyproject.toml").exi
 EXPERIMENTS_DIR = PROJECT_ROOT / "experiments"
 REPORTS_DIR = PROJECT_ROOT / "reports"
 MLRUNS_DIR = PROJECT_ROOT / "mlruns"
+
+#: The training crop (s): the head learns from windows of at most this long, so serving judges windows of it.
+CROP_SECONDS = 4.0
 
 REGISTERED_MODEL_NAME = "emotion-cnn"
 CHAMPION_ALIAS = "champion"
@@ -60,9 +65,18 @@ def model_uri() -> str:
     return os.environ.get("EMOTION_MODEL_URI", DEFAULT_MODEL_URI)
 
 
+def reports_dir(cfg: "ExperimentConfig") -> Path:
+    """`reports/<config name>/` (override the root with $EMOTION_REPORTS_DIR, as the tests do)."""
+    root = Path(os.environ.get("EMOTION_REPORTS_DIR") or REPORTS_DIR)
+    path = root / cfg.name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 # ---------------------------------------------------------------------------------------------
 # Experiment configs. Sections mirror the code: data → emotion_core.data, encoder → encoders,
-# features → features, model → model.HybridEmotionCNN, train → training, evaluate → metrics.
+# model → head.model.HybridEmotionCNN, train → research.training. The defaults below ARE the
+# README's run: experiments/default.yaml spells them out and a test keeps the two equal.
 # ---------------------------------------------------------------------------------------------
 
 
@@ -84,7 +98,7 @@ class DataConfig(_Section):
     #: for early stopping (test actors are never seen before the final score).
     train_split: float = Field(0.8, gt=0.0, le=1.0)
     #: The held-out actor fold(s) evaluated, from folds.csv (1..6).
-    test_folds: list[int] = [1]
+    test_folds: list[int] = []
     #: Extra corpora that only ever train (never validate or test): `tess` ($EMOTION_DATA_DIR/tess).
     extra_train: list[Literal["tess"]] = []
 
@@ -95,38 +109,38 @@ class EncoderConfig(_Section):
 
 
 class ModelConfig(_Section):
-    conv_channels: int = 48
+    conv_channels: int = 32
     kernel_size: int = 5
-    mel_channels: int = 16
+    mel_channels: int = 8
     #: Log-mel averaged over mel_pool × mel_pool cells (frequency × time) before the 2D branch: 2 → 40 bins
     #: at 50 Hz, the encoder's own frame rate.
-    mel_pool: int = Field(1, ge=1, le=4)
+    mel_pool: int = Field(2, ge=1, le=4)
     dropout: float = 0.3
     use_layer_weights: bool = True
     use_frames_branch: bool = True
     use_mel_branch: bool = True
     #: Encoder frames averaged into one head frame (2 → 25 Hz for Whisper).
-    frame_pool: int = Field(1, ge=1, le=8)
+    frame_pool: int = Field(2, ge=1, le=8)
     #: Linear map of standardised per-layer mean+std statistics (the probe's view, learned end-to-end).
-    use_stats_branch: bool = False
+    use_stats_branch: bool = True
     #: Encoder layers the stats branch reads (None = all); the top layers add little.
-    stats_layers: list[int] | None = None
+    stats_layers: list[int] | None = [1, 2, 3, 4, 5, 6]
     #: "lr": fit the stats branch as a standardised logistic regression (C = stats_c) on the training
     #: clips after the CNN branches train, the logits then add; "sgd": train it jointly with the rest.
-    stats_fit: Literal["lr", "sgd"] = "sgd"
-    stats_c: float = Field(0.01, gt=0)
+    stats_fit: Literal["lr", "sgd"] = "lr"
+    stats_c: float = Field(0.03, gt=0)
 
 
 class TrainConfig(_Section):
     seed: int = 0
-    epochs: int = 40
+    epochs: int = 25
     batch_size: int = 32
     lr: float = 3e-3
     weight_decay: float = 1e-2
     label_smoothing: float = 0.1
     patience: int = 10
     #: Training crop: random window of at most this many seconds (the cache holds whole clips).
-    crop_seconds: float = 4.0
+    crop_seconds: float = CROP_SECONDS
     #: Augmentation that meets the cache (SpecAugment-style): per training clip, this many time spans of
     #: up to `time_mask_seconds` each are replaced by the clip's mean, in the encoder frames and the
     #: aligned log-mel alike.
@@ -152,9 +166,6 @@ class ExperimentConfig(_Section):
 
 def stable_hash(value: Any, length: int = 12) -> str:
     """Hex digest of a JSON-able value, the same in every process and session (unlike `hash`)."""
-    import hashlib
-    import json
-
     return hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()[:length]
 
 

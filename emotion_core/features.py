@@ -32,7 +32,7 @@ def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
 def mel_filterbank(sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS) -> np.ndarray:
     """[n_mels, n_fft // 2 + 1] float32: librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels) — the
     Slaney-normalised triangles Whisper uses — in numpy (librosa pulls in numba: ~80 MB of serving RSS).
-    tests/test_audio.py checks it against librosa."""
+    tests/unit/test_features.py checks it against librosa."""
     fft_freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
     mel_freqs = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(sr / 2.0), n_mels + 2))
     fdiff = np.diff(mel_freqs)

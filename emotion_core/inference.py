@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from emotion_core.audio import AudioError
-from emotion_core.predictor import Predictor
+from emotion_core.serving.predictor import Predictor
 
 
 def main(argv: list[str] | None = None) -> int:

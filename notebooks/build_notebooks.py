@@ -17,7 +17,7 @@ SETUP = """import os, json
 from pathlib import Path
 import numpy as np, pandas as pd, matplotlib.pyplot as plt
 from emotion_core.config import load_config
-from emotion_core.steps import reports_dir
+from emotion_core.config import reports_dir
 CONFIG = os.environ.get("EMOTION_NB_CONFIG", "default")
 cfg = load_config(CONFIG)
 print("config:", CONFIG)"""
@@ -37,7 +37,7 @@ NOTEBOOKS = {
         ("code", SETUP + "\nimport mlflow\nfrom emotion_core.config import tracking_uri\nmlflow.set_tracking_uri(tracking_uri())\nprint(tracking_uri())"),
         ("code", "cv_runs = mlflow.search_runs(experiment_names=['crossval'], filter_string=\"tags.kind = 'crossval'\")\ncols = [c for c in ['tags.config', 'metrics.cv_ua_mean', 'metrics.cv_ua_std', 'metrics.probe_ua_mean', 'metrics.ece_after', 'start_time'] if c in cv_runs]\ncv_runs[cols].head(10)"),
         ("code", "if len(cv_runs):\n    parent = cv_runs.iloc[0].run_id\n    folds = mlflow.search_runs(experiment_names=['crossval'], filter_string=f\"tags.mlflow.parentRunId = '{parent}'\")\n    folds = folds.sort_values('params.fold')\n    ax = folds.plot.bar(x='params.fold', y=['metrics.test_ua', 'metrics.probe_ua'], figsize=(8, 3.5), title='UA per fold: head vs linear probe')\n    ax.set_ylim(0, 1)\nelse:\n    print('no cross-validation run yet: make crossval')"),
-        ("code", "import optuna, yaml\nfrom emotion_core.config import EXPERIMENTS_DIR, MLRUNS_DIR, load_config\nfrom emotion_core.tuning import study_name\nstorage = f\"sqlite:///{MLRUNS_DIR / 'optuna.db'}\"\n# the study of this config and search space (make tune names it by both)\nname = study_name(load_config(CONFIG), yaml.safe_load((EXPERIMENTS_DIR / 'tune.yaml').read_text()))\ntry:\n    study = optuna.load_study(study_name=name, storage=storage)\n    print(len(study.trials), 'trials; best', study.best_value, study.best_params)\n    optuna.visualization.matplotlib.plot_optimization_history(study)\nexcept (KeyError, ValueError) as exc:\n    print('no Optuna study for this config yet (make tune):', exc)"),
+        ("code", "import optuna\nfrom emotion_core.config import EXPERIMENTS_DIR, MLRUNS_DIR, load_config\nfrom emotion_core.research.tuning.space import load_tune_spec\nfrom emotion_core.research.tuning.study import study_name\nstorage = f\"sqlite:///{MLRUNS_DIR / 'optuna.db'}\"\n# the study of this config and search space (make tune names it by both)\nname = study_name(load_config(CONFIG), load_tune_spec(EXPERIMENTS_DIR / 'tune.yaml'))\ntry:\n    study = optuna.load_study(study_name=name, storage=storage)\n    print(len(study.trials), 'trials; best', study.best_value, study.best_params)\n    optuna.visualization.matplotlib.plot_optimization_history(study)\nexcept (KeyError, ValueError) as exc:\n    print('no Optuna study for this config yet (make tune):', exc)"),
     ],
     "03_error_analysis.ipynb": [
         ("md", "# 03 · Error analysis\nWhich emotions are confused, which actors are hard, and what the mistakes sound like (cross-validated predictions: each clip scored by a model that never heard its actor)."),

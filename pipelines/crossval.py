@@ -1,7 +1,7 @@
 """6-fold actor-held-out cross-validation of a config: the head and the linear probe on the same folds,
 calibration, the speaker-dependent random split and speaker-adapted rows → reports/<config>/cv.md."""
 
-from emotion_core import steps
+from emotion_core.research import steps
 from pipelines._cli import config_from, parser
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Score a train run's model on the held-out actors; log metrics/figures and write reports/<config>/."""
 
-from emotion_core import steps
+from emotion_core.research import steps
 from pipelines._cli import config_from, parser, show
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     python -m pipelines.layer_probe            # → reports/layer_probe.{json,md}
 
-Same probe as `emotion_core.probe` (per layer mean ‖ std over frames, standardised, LogisticRegression
+Same probe as `emotion_core.research.probe` (per layer mean ‖ std over frames, standardised, LogisticRegression
 C=0.01), scored on the six EmoBox actor-held-out folds of RAVDESS from the existing fp32 embedding cache
 (`python -m pipelines.embed` first). The encoder can stop after k layers
 (`load_encoder("whisper-base", layers=k + 1)`), which saves (6 - k)/6 of the transformer's compute;
@@ -20,10 +20,10 @@ import numpy as np
 
 from emotion_core.config import REPORTS_DIR, data_dir
 from emotion_core.data import EMOBOX_FOLDS, read_ravdess
-from emotion_core.embeddings import EmbeddingCache
 from emotion_core.encoders import load_encoder
-from emotion_core.metrics import summary
-from emotion_core.probe import fit_probe, pooled
+from emotion_core.research.cache import EmbeddingCache
+from emotion_core.research.metrics import summary
+from emotion_core.research.probe import fit_probe, pooled
 
 
 def run(ks: list[int], C: float = 0.01) -> dict:
@@ -39,7 +39,7 @@ def run(ks: list[int], C: float = 0.01) -> dict:
         cols = slice(0, (k + 1) * per_layer)
         fold_ua = []
         started = time.perf_counter()
-        for fold, test_actors in EMOBOX_FOLDS.items():
+        for test_actors in EMOBOX_FOLDS.values():
             test = np.isin(actors, test_actors)
             clf = fit_probe(features[~test, cols], labels[~test], C=C)
             fold_ua.append(summary(labels[test], clf.predict(features[test, cols]))["ua"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from emotion_core import steps
+from emotion_core.research import steps
 from pipelines._cli import config_from, parser
 
 

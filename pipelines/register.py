@@ -1,6 +1,6 @@
 """Register the best evaluated train run of a config as emotion-cnn@champion."""
 
-from emotion_core import steps
+from emotion_core.research import steps
 from pipelines._cli import config_from, parser, show
 
 if __name__ == "__main__":

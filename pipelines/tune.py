@@ -5,7 +5,9 @@ with --write-config, experiments/tuned.yaml."""
 from pathlib import Path
 
 from emotion_core.config import EXPERIMENTS_DIR
-from emotion_core.tuning import confirm_took, confirmation_means, tune, write_tuned_config
+from emotion_core.research.reporting import update_generated_section
+from emotion_core.research.tuning.report import readme_line
+from emotion_core.research.tuning.study import tune, write_tuned_config
 from pipelines._cli import config_from, parser
 
 if __name__ == "__main__":
@@ -29,19 +31,6 @@ if __name__ == "__main__":
               f"{result['target_trials']} trials × {len(result['folds'])} folds unpruned ≈ "
               f"{result['unpruned_study_minutes_estimate']:.0f} min on this machine")
     if cfg.name == "default":
-        from emotion_core.reporting import update_generated_section
-
-        update_generated_section("tuning", f"Optuna (`make tune`): {result['n_trials']} trials ({result['complete']} complete, "
-                                 f"{result['pruned']} pruned) in {result['study_seconds'] / 60:.0f} min on this machine with "
-                                 f"{result['workers']} worker process(es) ({result['fold_fits']} fold fits, "
-                                 f"{result['fold_fit_seconds_mean']:.0f} s each in a worker); best CV UA "
-                                 f"{result['best']['value']:.1%} (trial {result['best']['trial']})"
-                                 + (f", the base config {result['base']['value']:.1%} (trial {result['base']['trial']})"
-                                    if result["base"] else "")
-                                 + (f"; re-trained with seeds {', '.join(map(str, conf['seeds']))}"
-                                    f"{confirm_took(conf, ' ({:.0f} min more)')}: best trial "
-                                    f"{means['best']:.1%}, base config {means['base']:.1%} (means)"
-                                    if (conf := result.get("confirmation")) and (means := confirmation_means(conf)) else "") + ". Every trial: "
-                                 "[`reports/default/tune.md`](reports/default/tune.md).")
+        update_generated_section("tuning", readme_line(result))
     if args.write_config:
         print(f"wrote {write_tuned_config(result, cfg.name, EXPERIMENTS_DIR / 'tuned.yaml')}")

@@ -19,7 +19,10 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
+from emotion_core.audio import load_audio
+from emotion_core.config import cache_dir
 from emotion_core.data.manifest import finalize_manifest, normalize_emotion, sort_manifest
+from emotion_core.data.ravdess import read_folds
 from emotion_core.features import SAMPLE_RATE
 from emotion_core.labels import EMOTIONS
 
@@ -33,7 +36,7 @@ SPEAKER_COLUMNS = ("actor", "actor_id", "speaker", "speaker_id", "spk", "spk_id"
 
 
 def _load(name_or_dir: str | Path, split: str):
-    import datasets
+    import datasets  # optional: only the `hf` corpus needs datasets (seconds to import)
 
     path = Path(name_or_dir).expanduser()
     if path.is_dir():
@@ -76,8 +79,6 @@ def _pick(columns: list[str], wanted: str | None, candidates: tuple[str, ...], w
 
 def decode_audio(value: Any, origin: str = "clip") -> np.ndarray:
     """16 kHz mono float32 samples from any of the shapes an audio cell takes (via `emotion_core.audio`)."""
-    from emotion_core.audio import load_audio
-
     try:
         if isinstance(value, Mapping):
             if value.get("array") is not None:
@@ -115,7 +116,7 @@ def write_flac_16k(audio: np.ndarray, path: Path) -> float:
 
 
 def _label_names(ds, column: str) -> list[str | None]:
-    from datasets import ClassLabel
+    from datasets import ClassLabel  # optional dependency, as above
 
     feature = ds.features[column]
     values = list(ds[column])
@@ -160,10 +161,7 @@ def read_hf_dataset(
     copy); otherwise fold is <NA>. Existing FLAC files are reused (the cache key is the dataset's
     fingerprint, split and row index).
     """
-    from datasets import Audio
-
-    from emotion_core.config import cache_dir
-    from emotion_core.data.ravdess import read_folds
+    from datasets import Audio  # optional dependency, as above
 
     ds, where = _load(name_or_dir, split)
     columns = list(ds.column_names)

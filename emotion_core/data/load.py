@@ -11,8 +11,8 @@ from emotion_core.config import DataConfig, ExperimentConfig, cache_dir, data_di
 from emotion_core.data.hf import read_hf_dataset
 from emotion_core.data.manifest import sort_manifest, write_manifest_csv
 from emotion_core.data.ravdess import read_ravdess
-from emotion_core.data.tess import read_tess
 from emotion_core.data.splits import cap_samples
+from emotion_core.data.tess import read_tess
 
 
 def read_corpus(cfg: DataConfig) -> pd.DataFrame:

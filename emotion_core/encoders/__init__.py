@@ -32,7 +32,7 @@ def load_encoder(name: str = DEFAULT_ENCODER, runtime: str | None = None, num_la
     local directory / already-cached hub id. One shared instance per (name, runtime, num_layers) in this process.
 
     runtime: "onnx" (default for whisper-base, from $EMOTION_RUNTIME: ONNX Runtime, int8; see
-    encoders/onnx_whisper.py), "onnx-fp32", or "torch" (the fp32 reference: embedding cache, training).
+    encoders/onnx/runtime.py), "onnx-fp32", or "torch" (the fp32 reference: embedding cache, training).
     If ONNX Runtime or the export is unavailable, whisper-base falls back to torch with a warning
     (`encoder.runtime` says which one runs). Other encoders always run in torch.
     num_layers: return only the first `num_layers` hidden states (whisper-base stops after layer
@@ -50,6 +50,7 @@ def load_encoder(name: str = DEFAULT_ENCODER, runtime: str | None = None, num_la
         if key not in _instances:
             # Imported lazily: importing the package must stay cheap (transformers takes seconds).
             if name != DEFAULT_ENCODER:
+                # transformers (seconds, ~150 MB): only for hub encoders
                 from emotion_core.encoders.huggingface import HFEncoder
 
                 encoder = HFEncoder(name)
@@ -60,7 +61,8 @@ def load_encoder(name: str = DEFAULT_ENCODER, runtime: str | None = None, num_la
                 encoder = _torch_whisper(num_layers)
             else:
                 try:
-                    from emotion_core.encoders.onnx_whisper import OnnxWhisperEncoder
+                    # ImportError without onnxruntime → the torch fallback below
+                    from emotion_core.encoders.onnx.runtime import OnnxWhisperEncoder
 
                     precision = "fp32" if runtime == "onnx-fp32" else "int8"
                     encoder = OnnxWhisperEncoder(num_layers=num_layers, precision=precision)
@@ -74,6 +76,7 @@ def load_encoder(name: str = DEFAULT_ENCODER, runtime: str | None = None, num_la
 
 
 def _torch_whisper(num_layers: int | None) -> SpeechEncoder:
+    # torch + safetensors: only when a torch encoder is asked for
     from emotion_core.encoders.whisper import WhisperBaseEncoder
 
     return WhisperBaseEncoder(num_layers=num_layers)

@@ -28,7 +28,7 @@ def resolve_model_dir(name: str) -> Path:
         return path.resolve()
     if name.startswith((".", "/", "~")):  # clearly meant as a path, not a hub id
         raise FileNotFoundError(f"encoder {name!r}: no such model directory")
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import snapshot_download  # only to resolve a hub id that is not a local folder
 
     try:
         return Path(snapshot_download(name, local_files_only=True))
@@ -105,6 +105,7 @@ class HFEncoder(SpeechEncoder):
             )
         with torch.inference_mode():
             if self._whisper:
+                # torch Whisper code only for Whisper hub models
                 from emotion_core.encoders.whisper import whisper_hidden_states
 
                 mel = features.log_mel(audio) if log_mel is None else log_mel

@@ -18,7 +18,6 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -31,13 +30,16 @@ from emotion_core.encoders.base import SpeechEncoder
 from emotion_core.encoders.ctranslate2_reader import read_model
 
 if TYPE_CHECKING:  # transformers is imported where it is used: it costs ~150 MB of RSS, and the ONNX
-    # runtime (onnx_whisper.py) needs only `fingerprint()` from here once its export is cached.
+    # runtime (onnx/runtime.py) needs only `fingerprint()` from here once its export is cached.
     from transformers import WhisperConfig
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 log = logging.getLogger(__name__)
 
 NAME = "whisper-base"
+#: Hidden states the encoder returns (the embeddings + 6 transformer layers) and their width.
+NUM_STATES = 7
+HIDDEN_SIZE = 512
 #: Bump when the conversion changes: a new fingerprint means a fresh cache entry, never a stale one.
 CONVERTER_VERSION = 1
 #: (distribution, import package, files under data/) in concatenation order.
@@ -153,6 +155,7 @@ def convert_ct2_encoder(variables: dict[str, np.ndarray], num_layers: int) -> di
 
 
 def _build_encoder(whisper_config: WhisperConfig, state: dict[str, torch.Tensor]) -> WhisperEncoder:
+    # transformers costs ~150 MB: the ONNX path never needs it
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
     with torch.device("meta"):  # skip random init: every parameter is replaced right away
@@ -165,7 +168,7 @@ def _convert_into(target: Path, fp: str) -> None:
     """Convert the shipped weights into `target`, atomically: build in a sibling tmp dir, then rename.
     A reader therefore sees either no directory or a complete one, whatever else runs or crashes."""
     global conversion_count
-    from transformers import WhisperConfig
+    from transformers import WhisperConfig  # as above: only when the torch encoder is built
 
     _, parts = source_files()
     started = time.perf_counter()
@@ -270,13 +273,13 @@ class WhisperBaseEncoder(SpeechEncoder):
     `num_layers` of them (the encoder then stops early)."""
 
     name = NAME
-    num_layers = 7
-    hidden_size = 512
+    num_layers = NUM_STATES
+    hidden_size = HIDDEN_SIZE
     frame_rate = 50.0
     max_seconds = 30.0
 
     def __init__(self, cache_root: Path | None = None, num_layers: int | None = None):
-        from transformers import WhisperConfig
+        from transformers import WhisperConfig  # as above: only when the torch encoder is built
 
         self.model_dir = cached_encoder_dir(cache_root)
         self.fingerprint = self.model_dir.name.removeprefix(f"{NAME}-")

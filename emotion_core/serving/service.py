@@ -1,0 +1,161 @@
+"""BentoML service: loads `emotion-cnn@champion` and serves the mobile app's endpoints on port 8000.
+
+    bentoml serve emotion_core.serving.service:EmotionService --port 8000
+
+POST routes are BentoML APIs (multipart fields `file` / `audio_buffer`); the GET routes come from a
+FastAPI app mounted at `/`. Bad input never reaches a 500: a malformed upload (wrong or extra field,
+text instead of a file, not multipart) is answered by `UploadGuard` before BentoML parses it, and audio
+that can't be decoded by `_predict`, both with a 4xx `ErrorResponse`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import bentoml
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse
+
+from emotion_core.audio import AudioError, AudioTooLongError, load_audio
+from emotion_core.labels import EMOTIONS, MUSIC_MOODS
+from emotion_core.serving.openapi import OpenAPIDocs, also_returns
+from emotion_core.serving.predictor import NoSpeechError, Predictor
+from emotion_core.serving.schemas import (
+    EmotionPrediction,
+    EmotionsResponse,
+    HealthResponse,
+    MusicMoodMap,
+    NoSpeech,
+    RealtimePrediction,
+    Timeline,
+)
+from emotion_core.serving.streaming import StreamError, StreamSession
+from emotion_core.serving.timeline import build_timeline
+from emotion_core.serving.upload_guard import UploadGuard, error
+from emotion_core.serving.web import mount_demo
+
+app = FastAPI(
+    title="Voice emotion detection", description="Emotion from speech, with a music mood for each emotion.",
+    generate_unique_id_function=lambda route: route.name,  # operationId = the Python name (generated clients)
+    # One OpenAPI document, BentoML's /docs.json (emotion_core.serving.openapi); FastAPI's own /docs would load
+    # Swagger UI from a CDN.
+    openapi_url=None, docs_url=None, redoc_url=None,
+)
+mount_demo(app)  # GET /demo: the web demo (emotion_core/serving/web/)
+
+
+# threads=2: two predictions in flight per worker (the model code is thread-safe: bench/loadtest.py checks
+# every answer under load). It gains what adaptive batching gains (docs/performance.md) without making the
+# API list-in/list-out.
+@bentoml.service(name="emotion_detector", traffic={"timeout": 120}, http={"port": 8000}, threads=2)
+@bentoml.asgi_app(app, path="/")
+class EmotionService:
+    def __init__(self) -> None:
+        # Refuses to start (LookupError naming the command to run) when no champion is registered.
+        self.predictor = Predictor.from_uri()
+        self.started = time.time()
+
+    def _predict(self, path: Path, predict=None):
+        """`predict(path)` (default: a whole-recording prediction), its AudioErrors as 4xx JSON."""
+        try:
+            return (predict or self.predictor.predict)(path)
+        except NoSpeechError as exc:  # a valid answer (200), not an error: there is no emotion to report
+            # (a JSONResponse: BentoML 1.4 can't build its OpenAPI spec for a Union return type)
+            return JSONResponse(NoSpeech(detail=str(exc), duration=round(exc.duration, 3)).model_dump())
+        except AudioTooLongError as exc:
+            return error(413, f"{exc} (EMOTION_MAX_AUDIO_SECONDS)")
+        except AudioError as exc:  # name the upload, not BentoML's temporary copy of it
+            return error(422, str(exc).replace(str(path), "the uploaded file"))
+
+    @bentoml.api(route="/predict-emotion/")
+    @also_returns(NoSpeech)
+    def predict_emotion(self, file: Path) -> EmotionPrediction:
+        """Emotion of a whole recording.
+
+        Multipart field `file`: wav, flac, ogg, mp3, m4a, webm, 3gp. Answers the emotion, its calibrated
+        confidence, the music mood, all 8 probabilities, and a `warning` when the confidence is low.
+        Recordings longer than 6 s are pooled over their voiced 4 s windows; without speech the answer is
+        `{"status": "no_speech", ...}`.
+        """
+        return self._predict(file)
+
+    @bentoml.api(route="/predict-timeline/")
+    def predict_timeline(self, file: Path) -> Timeline:
+        """Utterances of a long recording (up to EMOTION_MAX_AUDIO_SECONDS, 10 min by default).
+
+        Multipart field `file`. Answers each voice-activity segment's start and end (s), emotion, confidence
+        and music mood, the share of speech time per emotion, and the overall prediction.
+        """
+        limit = self.predictor.limits.max_audio_seconds
+        return self._predict(file, lambda path: build_timeline(self.predictor, load_audio(path, max_seconds=limit)))
+
+    @bentoml.api(route="/predict-realtime/")
+    @also_returns(NoSpeech)
+    def predict_realtime(self, audio_buffer: Path) -> RealtimePrediction:
+        """Emotion of a short microphone buffer.
+
+        Multipart field `audio_buffer`: a few seconds of audio in any format `/predict-emotion/` takes.
+        Answers the emotion, confidence, music mood and `warning` (no probabilities).
+        """
+        result = self._predict(audio_buffer, self.predictor.predict_realtime)
+        if not isinstance(result, EmotionPrediction):
+            return result
+        return RealtimePrediction(**result.model_dump(include=set(RealtimePrediction.model_fields)))
+
+    @app.get("/", response_model=HealthResponse)
+    def health(self) -> HealthResponse:
+        """Health: is the service up, and which model and encoder it serves."""
+        info = self.predictor.info()
+        name, _, alias = info["model_uri"].removeprefix("models:/").partition("@") if info["model_uri"].startswith(
+            "models:/") else ("", "", "")
+        return HealthResponse(
+            message=f"Emotion detection API is running (up {time.time() - self.started:.0f} s)",
+            model_uri=info["model_uri"], encoder=info["encoder"],
+            # MLflow 3 gives registry versions as ints; the response (and the app) use a string.
+            model_version=None if info["model_version"] is None else str(info["model_version"]),
+            model_name=name or None, model_alias=alias or None, temperature=info["temperature"],
+            uptime_seconds=round(time.time() - self.started, 1),
+        )
+
+    @app.get("/emotions/", response_model=EmotionsResponse)
+    def emotions(self) -> EmotionsResponse:
+        """The 8 emotion labels, in the model's (and the app's) order."""
+        return EmotionsResponse(emotions=list(EMOTIONS), count=len(EMOTIONS))
+
+    @app.get("/music-moods/", response_model=MusicMoodMap)
+    def music_moods(self) -> MusicMoodMap:
+        """The music mood suggested for each emotion."""
+        return MusicMoodMap(**MUSIC_MOODS)
+
+    @app.websocket("/ws/stream")
+    async def stream(self, websocket: WebSocket) -> None:
+        """Rolling predictions over a live 16 kHz PCM16 stream (protocol: docs/streaming.md)."""
+        await websocket.accept()
+        session = StreamSession(self.predictor, self.predictor.limits.max_audio_seconds)
+        await websocket.send_json(session.ready())
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                if message.get("bytes") is not None:  # the model runs in a thread: the event loop stays free
+                    replies = await run_in_threadpool(session.push, message["bytes"])
+                elif (message.get("text") or "").strip() in ('{"type": "end"}', '{"type":"end"}', "end"):
+                    replies = await run_in_threadpool(session.end)
+                else:
+                    raise StreamError('send binary PCM16 chunks, then the text message {"type": "end"}', 1003)
+                for reply in replies:
+                    await websocket.send_json(reply)
+                if replies and replies[-1]["type"] == "end":
+                    return await websocket.close(1000)
+        except StreamError as exc:
+            await websocket.send_json({"type": "error", "detail": str(exc)})
+            await websocket.close(exc.code)
+        except WebSocketDisconnect:
+            pass
+
+
+EmotionService.add_asgi_middleware(UploadGuard)
+EmotionService.add_asgi_middleware(OpenAPIDocs, service=EmotionService)  # GET /docs.json: openapi_document(EmotionService)

@@ -1,0 +1,52 @@
+"""A long recording → its utterances (voice activity), each with an emotion, and the whole's distribution."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from emotion_core.audio import AudioError
+from emotion_core.features import SAMPLE_RATE
+from emotion_core.labels import EMOTIONS, low_confidence_warning, music_mood
+from emotion_core.serving.predictor import MIN_SECONDS, Predictor
+from emotion_core.serving.schemas import Timeline, TimelineSegment
+from emotion_core.serving.vad import Segment, speech_segments
+
+
+def segment_probabilities(predictor: Predictor, audio: np.ndarray, segment: Segment) -> np.ndarray:
+    """Probabilities for one utterance of `audio`. Utterances shorter than the 0.3 s minimum are judged on
+    0.3 s around their centre; long ones are pooled over windows like any recording."""
+    a, b = int(segment.start * SAMPLE_RATE), int(segment.end * SAMPLE_RATE)
+    short = int(MIN_SECONDS * SAMPLE_RATE) - (b - a)
+    if short > 0:
+        a = max(0, min(a - short // 2, len(audio) - int(MIN_SECONDS * SAMPLE_RATE)))
+        b = min(len(audio), a + int(MIN_SECONDS * SAMPLE_RATE))
+    chunk = audio[a:b]
+    # the whole chunk is the utterance: no second VAD pass
+    return predictor.probabilities(chunk, segments=[Segment(0.0, len(chunk) / SAMPLE_RATE)])
+
+
+def timeline_segment(segment: Segment, probs: np.ndarray) -> TimelineSegment:
+    best = int(np.argmax(probs))
+    return TimelineSegment(start=segment.start, end=segment.end, emotion=EMOTIONS[best],
+                           confidence=float(probs[best]), music_mood=music_mood(EMOTIONS[best]),
+                           warning=low_confidence_warning(float(probs[best])))
+
+
+def build_timeline(predictor: Predictor, audio: np.ndarray) -> Timeline:
+    """Segments (start/end in s, emotion, confidence, music mood), the share of speech time per emotion,
+    and an overall prediction (segment probabilities averaged by duration)."""
+    duration = len(audio) / SAMPLE_RATE
+    if duration < MIN_SECONDS:
+        raise AudioError(f"audio too short: {duration:.2f} s < {MIN_SECONDS} s")
+    segments = [s for s in speech_segments(audio) if s.duration > 0]
+    probs = [segment_probabilities(predictor, audio, s) for s in segments]
+    items = [timeline_segment(s, p) for s, p in zip(segments, probs)]
+    speech = sum(s.duration for s in segments)
+    share = dict.fromkeys(EMOTIONS, 0.0)
+    for item in items:
+        share[item.emotion] += (item.end - item.start) / speech
+    overall = None
+    if segments:
+        overall = predictor.prediction(np.average(probs, axis=0, weights=[s.duration for s in segments]))
+    return Timeline(status="success" if segments else "no_speech", duration=round(duration, 3),
+                    speech_seconds=round(speech, 3), segments=items, distribution=share, overall=overall)

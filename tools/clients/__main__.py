@@ -1,0 +1,3 @@
+from tools.clients.generate import main
+
+raise SystemExit(main())

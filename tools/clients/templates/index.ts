@@ -1,0 +1,4 @@
+@@HEADER@@
+export * from "./constants.js";
+export * from "./types.js";
+export * from "./client.js";
