@@ -32,6 +32,16 @@ def timeline_segment(segment: Segment, probs: np.ndarray) -> TimelineSegment:
                            warning=low_confidence_warning(float(probs[best])))
 
 
+def speech_shares(judged: list[tuple[str, float]]) -> dict[str, float]:
+    """(emotion, seconds) per segment → each emotion's share of the speech time. One division per emotion,
+    clamped to [0, 1]: hundreds of summed fractions could round past 1 and break the answer's own schema."""
+    seconds = dict.fromkeys(EMOTIONS, 0.0)
+    for emotion, duration in judged:
+        seconds[emotion] += duration
+    speech = sum(seconds.values())
+    return {e: min(1.0, max(0.0, t / speech)) if speech else 0.0 for e, t in seconds.items()}
+
+
 def build_timeline(predictor: Predictor, audio: np.ndarray) -> Timeline:
     """Segments (start/end in s, emotion, confidence, music mood), the share of speech time per emotion,
     and an overall prediction (segment probabilities averaged by duration)."""
@@ -42,9 +52,7 @@ def build_timeline(predictor: Predictor, audio: np.ndarray) -> Timeline:
     probs = [segment_probabilities(predictor, audio, s) for s in segments]
     items = [timeline_segment(s, p) for s, p in zip(segments, probs)]
     speech = sum(s.duration for s in segments)
-    share = dict.fromkeys(EMOTIONS, 0.0)
-    for item in items:
-        share[item.emotion] += (item.end - item.start) / speech
+    share = speech_shares([(item.emotion, s.duration) for s, item in zip(segments, items)])
     overall = None
     if segments:
         overall = predictor.prediction(np.average(probs, axis=0, weights=[s.duration for s in segments]))

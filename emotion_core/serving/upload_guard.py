@@ -73,42 +73,63 @@ class UploadGuard:
                 body, scope = _pcm_as_upload(body, params, PCM_TYPES[kind], field, scope)
             except (AudioError, ValueError) as exc:
                 return await error(422, f"raw PCM16 body: {exc}")(scope, receive, send)
-        problem = await self._check(scope, body, field)
+        problem, upload = await self._check(scope, body, field)
         if problem:
             return await error(422, problem)(scope, receive, send)
+        # BentoML saves the upload under the client's file name: re-issue it under a safe one, so a long, NUL or
+        # odd name can never fail a temporary file (the decoder never reads names: `audio.sniff_format`).
+        filename, data = upload
+        body, scope = _as_upload(data, safe_filename(filename), field, scope)
         await self.app(scope, _replay(body, receive), send)
 
     @staticmethod
-    async def _check(scope: Scope, body: bytes, field: str) -> str | None:
+    async def _check(scope: Scope, body: bytes, field: str) -> tuple[str | None, tuple[str | None, bytes] | None]:
+        """(problem, None) for a bad form; (None, (file name, bytes)) for one file in `field`."""
         expected = f"expected one audio file in multipart field {field!r}"
         if not body:
-            return f"{expected}, got an empty body"
+            return f"{expected}, got an empty body", None
         try:
             form = await Request(scope, _replay(body, None)).form()
         except Exception as exc:  # noqa: BLE001 - starlette's MultiPartException, a missing boundary, ...
-            return f"malformed multipart body: {getattr(exc, 'detail', exc)}"
+            return f"malformed multipart body: {getattr(exc, 'detail', exc)}", None
         try:
             names = list(dict.fromkeys(form.keys()))
             values = form.getlist(field)
+            if names != [field]:
+                got = ", ".join(repr(n) for n in names) or "no fields"
+                return f"{expected}, got {got}", None
+            if len(values) != 1:
+                return f"{expected}, got {len(values)}", None
+            if not isinstance(values[0], UploadFile):
+                return f"{expected}, got a text value instead of a file", None
+            return None, (values[0].filename, await values[0].read())
         finally:
             await form.close()
-        if names != [field]:
-            got = ", ".join(repr(n) for n in names) or "no fields"
-            return f"{expected}, got {got}"
-        if len(values) != 1:
-            return f"{expected}, got {len(values)}"
-        if not isinstance(values[0], UploadFile):
-            return f"{expected}, got a text value instead of a file"
-        return None
+
+
+#: Extensions an upload keeps (a hint for people reading logs; the decoder sniffs the bytes).
+SAFE_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".mp4", ".aac", ".webm",
+                             ".3gp", ".3g2", ".mka", ".amr", ".aif", ".aiff", ".caf"})
+
+
+def safe_filename(name: str | None) -> str:
+    """`upload` plus the client's extension when it is a known audio one: never the client's own name."""
+    ext = "." + (name or "").rsplit(".", 1)[-1].lower() if "." in (name or "") else ""
+    return "upload" + (ext if ext in SAFE_EXTENSIONS else ".bin")
 
 
 def _pcm_as_upload(body: bytes, params: str, big_endian: bool, field: str, scope: Scope) -> tuple[bytes, Scope]:
     """Raw PCM16 → a multipart body holding it as a WAV file (lossless), and the scope's matching headers."""
     options = dict(p.strip().lower().partition("=")[::2] for p in params.split(";") if "=" in p)
     wav = pcm16_to_wav(body, int(options.get("rate", 16000)), int(options.get("channels", 1)), big_endian)
+    return _as_upload(wav, "buffer.wav", field, scope)
+
+
+def _as_upload(data: bytes, filename: str, field: str, scope: Scope) -> tuple[bytes, Scope]:
+    """`data` as the one file of a fresh multipart body in `field`, and the scope with matching headers."""
     boundary = uuid.uuid4().hex
-    multipart = (f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="buffer.wav"\r\n'
-                 f"Content-Type: audio/wav\r\n\r\n").encode() + wav + f"\r\n--{boundary}--\r\n".encode()
+    multipart = (f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+                 f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
     headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length")]
     headers += [(b"content-type", f"multipart/form-data; boundary={boundary}".encode()),
                 (b"content-length", str(len(multipart)).encode())]

@@ -269,3 +269,29 @@ def test_websocket_text_garbage(server: str) -> None:
 def test_still_healthy(client: httpx.Client, speech) -> None:
     assert client.get("/readyz").status_code == 200
     assert upload(client, wav(speech)).status_code == 200
+
+
+# --------------------------------------------------------------------------------------------- a hostile client
+
+
+def test_a_playlist_naming_a_server_file_gets_no_answer_from_it(client: httpx.Client, tmp_path: Path,
+                                                               speech: np.ndarray) -> None:
+    """The m3u8/ffconcat trick: a text upload that points FFmpeg at a recording on the server is refused (422)
+    and the recording is never decoded — whatever the upload is named."""
+    secret = tmp_path / "secret-recording.wav"
+    secret.write_bytes(wav(speech))
+    for name, text in (("x.m3u8", f"#EXTM3U\n#EXTINF:3,\nfile:{secret}\n"),
+                       ("x.ffconcat", f"ffconcat version 1.0\nfile '{secret}'\n")):
+        r = client.post("/predict-emotion/", files={"file": (name, text.encode(), "application/vnd.apple.mpegurl")})
+        assert "not a supported format" in error_json(r, 422)
+
+
+@pytest.mark.parametrize("name", ["a" * 300 + ".wav", "é" * 120 + ".wav", "bad\x00name.wav", "../../x.wav"])
+def test_odd_file_names_get_an_answer(client: httpx.Client, speech: np.ndarray, name: str) -> None:
+    r = client.post("/predict-emotion/", files={"file": (name, wav(speech), "audio/wav")})
+    assert r.status_code == 200 and r.json()["emotion"] in EMOTIONS, r.text[:300]
+
+
+def test_huge_finite_float_samples_are_a_422(client: httpx.Client, speech: np.ndarray) -> None:
+    r = upload(client, wav(speech * np.float32(1e20), subtype="FLOAT"))
+    assert "out of range" in error_json(r, 422)

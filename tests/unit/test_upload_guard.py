@@ -184,13 +184,29 @@ def test_two_files_in_the_field_are_422(guard: UploadGuard) -> None:
 # --------------------------------------------------------------------------------------------- passed through
 
 
-def test_a_good_upload_reaches_the_app_unchanged(guard: UploadGuard, inner: Inner) -> None:
+def test_a_good_upload_reaches_the_app_under_a_safe_name(guard: UploadGuard, inner: Inner) -> None:
     headers, body = multipart(file=wav())
     half = len(body) // 2
     answer = call(guard, "/predict-emotion/", headers, [body[:half], body[half:]])  # streamed in two chunks
     assert answer.status == 200 and answer.json() == {"ok": True}
     [seen] = inner.calls
-    assert seen["body"] == body and seen["headers"][b"content-type"] == headers["content-type"].encode()
+    assert uploaded_wav(seen, "file") == wav()  # the same bytes, in the same field
+    assert b'filename="upload.wav"' in seen["body"]
+
+
+@pytest.mark.parametrize("name, safe", [
+    ("a" * 300 + ".wav", "upload.wav"),  # longer than a file name may be
+    ("é" * 120 + ".m4a", "upload.m4a"),
+    ("bad\x00name.flac", "upload.flac"),
+    ("../../etc/passwd", "upload.bin"),
+    ("x.m3u8", "upload.bin"),  # not an audio extension (the decoder sniffs the bytes anyway)
+])
+def test_the_client_file_name_never_reaches_the_app(guard: UploadGuard, inner: Inner, name: str, safe: str) -> None:
+    request = httpx.Request("POST", "http://testserver/", files={"file": (name, wav(), "audio/wav")})
+    answer = call(guard, "/predict-emotion/", dict(request.headers), [request.read()])
+    assert answer.status == 200
+    [seen] = inner.calls
+    assert f'filename="{safe}"'.encode() in seen["body"] and uploaded_wav(seen, "file") == wav()
 
 
 @pytest.mark.parametrize("method,path", [("GET", "/"), ("GET", "/predict-emotion/"), ("POST", "/emotions/")])

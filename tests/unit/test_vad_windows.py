@@ -99,3 +99,18 @@ def test_plan_windows_on_synthetic_speech_in_silence() -> None:
     every = plan_windows(len(audio), [])
     assert len(every) == len(range(0, len(audio) - 4 * SAMPLE_RATE + 1, 2 * SAMPLE_RATE)) + 1  # + the tail's
     assert every[-1][1] == len(audio)
+
+
+
+def test_a_timeline_of_hundreds_of_segments_keeps_its_schema():
+    """651 bursts of 0.3 s: summing 651 fractions rounds past 1 (what broke the schema); the shares do not."""
+    from emotion_core.serving.schemas import Timeline
+    from emotion_core.serving.timeline import speech_shares
+
+    judged = [("angry", 0.3)] * 651
+    assert sum(d / (0.3 * 651) for _, d in judged) > 1.0  # the old way
+    share = speech_shares(judged)
+    assert share["angry"] == 1.0 and sum(share.values()) == 1.0
+    Timeline(status="success", duration=600.0, speech_seconds=195.0, segments=[], distribution=share, overall=None)
+    mixed = speech_shares([("sad", 0.3), ("happy", 0.6)] * 325)
+    assert abs(sum(mixed.values()) - 1.0) < 1e-12 and all(0.0 <= v <= 1.0 for v in mixed.values())
