@@ -19,6 +19,7 @@ import transformers
 from emotion_core.audio import load_audio
 from emotion_core.config import data_dir
 from emotion_core.data import read_ravdess
+from emotion_core.encoders.onnx.export import machine_identity
 from emotion_core.serving.vad import speech_segments
 
 BIN = Path(sys.executable).parent
@@ -47,15 +48,10 @@ def stats_ms(seconds: list[float]) -> dict[str, float]:
 
 
 def machine() -> dict[str, Any]:
-    cpu, flags = platform.processor() or "unknown", set()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    isa = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
-    return {"cpu": cpu, "cores": CORES, "isa": isa, "memory_gib": round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30, 1),
+    """The CPU (model, int8-relevant ISA flags), cores, memory and versions a run measured on."""
+    identity = machine_identity()
+    return {"cpu": identity["cpu"], "cores": CORES, "isa": identity["isa"],
+            "memory_gib": round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30, 1),
             "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
             "transformers": transformers.__version__, "load_average_start": [round(x, 2) for x in os.getloadavg()]}
 

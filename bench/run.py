@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         saved = json.loads((args.out / "benchmark.json").read_text())
         saved["bars"] = bars(saved)
-        return write_reports(saved, args.out, readme=not args.no_readme)
+        return write_reports(saved, args.out, readme=not args.no_readme, stem="benchmark")
     q = args.quick
     n = {"a": 3 if q else 10, "bc": 10 if q else 40, "http": 8 if q else 30, "rss": 200 if q else 1000,
          "cli": 30 if q else 200, "agree": args.agreement_clips or (120 if q else 1440), "embed": 120 if q else 1440,
@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             c = predictor_for("onnx")
             c2 = predictor_for("onnx-fp32")
             a = HFWay(b)
+            result["int8"] = {**(c.encoder.build or {}), **c.encoder.describe()}
             log(f"in-process latency: (a) {n['a']}×, (b)/(c)/(c') {n['bc']}× per length")
             result["in_process"] = interleaved(
                 {"a_hf_way": (a.predict, CORES), "b_torch_fp32": (b.predict, CORES),

@@ -31,6 +31,10 @@ class SpeechEncoder(ABC):
     #: use) or an optimised runtime such as "onnx-int8". `fingerprint` names the weights, not the runtime.
     runtime: str = "torch"
 
+    def describe(self) -> dict:
+        """What runs, for health answers and reports (optimised runtimes add their build details)."""
+        return {"runtime": self.runtime, "int8_variant": None}
+
     @abstractmethod
     def encode(self, audio: np.ndarray, log_mel: torch.Tensor | None = None) -> torch.Tensor:
         """audio: float32 [samples] at 16 kHz. `log_mel` ([80, frames], from `features.log_mel`) may be

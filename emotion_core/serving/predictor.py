@@ -185,6 +185,8 @@ class Predictor:
         )
 
     def info(self) -> dict[str, Any]:
+        described = self.encoder.describe()
         return {"model_uri": self.source, "model_version": self.version, "encoder": self.meta.encoder,
-                "temperature": self.meta.temperature, "speaker_calibration": self.speaker_probe is not None}
+                "temperature": self.meta.temperature, "speaker_calibration": self.speaker_probe is not None,
+                "runtime": described.get("runtime"), "int8_variant": described.get("int8_variant")}
 

@@ -18,8 +18,9 @@ from tqdm.auto import tqdm
 from emotion_core.audio import AudioError, load_audio
 from emotion_core.config import data_dir, tracking_uri
 from emotion_core.data import read_ravdess
-from emotion_core.encoders import whisper
-from emotion_core.encoders.onnx.export import exported_model, sha256
+from emotion_core.encoders import clear_encoder_cache, whisper
+from emotion_core.encoders.onnx.export import model_filename, publish_copy, sha256
+from emotion_core.encoders.onnx.runtime import exported_model
 from emotion_core.serving.predictor import Predictor
 
 
@@ -114,12 +115,24 @@ def export(uri: str, clips: int, precision: str = "int8", min_agreement: float =
     started = time.perf_counter()
     path = exported_model(reference.meta.num_layers, precision)
     export_seconds = time.perf_counter() - started
-    candidate = predictor_for(runtime, uri)
-    every = max(1, round(1440 / clips))
-    validation = compare(reference, candidate, ravdess_paths(every), progress=True)
+    paths = ravdess_paths(max(1, round(1440 / clips)))
+    validation = compare(reference, predictor_for(runtime, uri), paths, progress=True)
     sidecar = json.loads(path.with_suffix(".json").read_text())
+    tried = {sidecar.get("variant"): validation["top1_agreement"]}
+    # The fastest int8 variant failed the bar: serve the next fastest that passes (the choice is per machine).
+    for variant in sorted(sidecar.get("candidates", {}), key=lambda v: sidecar["candidates"][v]["ms_p50"]):
+        if validation["top1_agreement"] >= min_agreement or variant in tried:
+            continue
+        publish_copy(path.with_name(model_filename(reference.meta.num_layers, "int8", variant)), path,
+                     {**{k: v for k, v in sidecar.items() if k not in ("sha256", "bytes")}, "variant": variant,
+                      "chosen_by": f"agreement (faster variants below {min_agreement:.0%}: {sorted(tried)})"})
+        clear_encoder_cache()
+        validation = compare(reference, predictor_for(runtime, uri), paths, progress=True)
+        sidecar = json.loads(path.with_suffix(".json").read_text())
+        tried[variant] = validation["top1_agreement"]
     result = {"model_uri": uri, "file": str(path), "precision": precision, "num_layers": reference.meta.num_layers,
               "sha256": sidecar["sha256"], "export_or_cache_seconds": round(export_seconds, 1),
+              "int8_variant": sidecar.get("variant"), "machine": sidecar.get("machine"), "variants_tried": tried,
               "validation": validation, "min_agreement": min_agreement,
               "passed": validation["top1_agreement"] >= min_agreement}
     if not result["passed"]:
@@ -140,6 +153,8 @@ def export(uri: str, clips: int, precision: str = "int8", min_agreement: float =
             "onnx.max_prob_diff": f"{validation['max_prob_diff']:.4f}",
             "onnx.validated_clips": str(validation["clips"]),
             "onnx.onnxruntime": sidecar.get("onnxruntime", ""),
+            "onnx.int8_variant": str(sidecar.get("variant", "")),
+            "onnx.cpu": str((sidecar.get("machine") or {}).get("cpu", "")),
         }
         for key, value in tags.items():
             client.set_model_version_tag(version.name, version.version, key, value)

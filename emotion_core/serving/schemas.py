@@ -103,7 +103,8 @@ class HealthResponse(BaseModel):
     model_config = _example({"status": "healthy", "message": "Emotion detection API is running (up 42 s)",
                              "model_uri": "models:/emotion-cnn@champion", "model_version": "1",
                              "encoder": "whisper-base", "emotions": len(EMOTIONS), "model_name": "emotion-cnn",
-                             "model_alias": "champion", "temperature": 1.0, "uptime_seconds": 42.0})
+                             "model_alias": "champion", "temperature": 1.0, "uptime_seconds": 42.0,
+                             "runtime": "onnx-int8", "int8_variant": "u8s8r", "cpu": "AMD EPYC"})
     status: Literal["healthy"] = "healthy"
     message: str
     model_uri: str
@@ -114,6 +115,10 @@ class HealthResponse(BaseModel):
     model_alias: str | None = Field(None, description="Registry alias served (`champion`), if any.")
     temperature: float = Field(1.0, description="Calibration: logits are divided by this before the softmax.")
     uptime_seconds: float = 0.0
+    runtime: str | None = Field(None, description="What computes the encoder: `onnx-int8`, `onnx-fp32` or `torch`.")
+    int8_variant: str | None = Field(None, description="The int8 weight layout chosen for this CPU (`u8u8`, `u8s8`, "
+                                                       "`u8s8r`), when the runtime is `onnx-int8`.")
+    cpu: str | None = Field(None, description="The CPU model this server runs on.")
 
 
 class ErrorResponse(BaseModel):

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from emotion_core.audio import AudioError, AudioTooLongError, load_audio
+from emotion_core.encoders.onnx.export import machine_identity
 from emotion_core.labels import EMOTIONS, MUSIC_MOODS
 from emotion_core.serving.openapi import OpenAPIDocs, also_returns
 from emotion_core.serving.predictor import NoSpeechError, Predictor
@@ -116,7 +117,8 @@ class EmotionService:
             # MLflow 3 gives registry versions as ints; the response (and the app) use a string.
             model_version=None if info["model_version"] is None else str(info["model_version"]),
             model_name=name or None, model_alias=alias or None, temperature=info["temperature"],
-            uptime_seconds=round(time.time() - self.started, 1),
+            uptime_seconds=round(time.time() - self.started, 1), runtime=info["runtime"],
+            int8_variant=info["int8_variant"], cpu=machine_identity()["cpu"],
         )
 
     @app.get("/emotions/", response_model=EmotionsResponse)

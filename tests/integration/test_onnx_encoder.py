@@ -195,3 +195,29 @@ def test_serving_path_stays_light(onnx_int8):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
 
+
+def test_int8_variant_is_chosen_for_this_cpu_and_rechosen_on_another(onnx_int8):
+    """Every int8 variant is built and timed on this CPU; the served file is the fastest whose error stays within
+    MAX_ERROR_RATIO of the reference variant's, its sidecar names the machine, and a sidecar from another CPU
+    makes the next load choose again (without exporting anything)."""
+    import json
+
+    from emotion_core.encoders.onnx import export, runtime
+
+    served = onnx_int8.model_path
+    choice = json.loads(served.with_suffix(".json").read_text())
+    assert choice["machine"] == export.machine_identity()
+    assert set(choice["candidates"]) == set(export.INT8_VARIANTS)
+    limit = runtime.MAX_ERROR_RATIO * choice["candidates"][export.REFERENCE_VARIANT]["relative_error"]
+    eligible = {v: c for v, c in choice["candidates"].items() if c["relative_error"] <= limit}
+    assert choice["variant"] == min(eligible, key=lambda v: eligible[v]["ms_p50"])
+    assert onnx_int8.variant == choice["variant"] and onnx_int8.describe()["int8_variant"] == choice["variant"]
+    assert all(served.with_name(export.model_filename(7, "int8", v)).is_file() for v in export.INT8_VARIANTS)
+
+    exports, before = export.export_count, served.stat().st_mtime_ns
+    assert runtime.exported_model(7, "int8") == served and served.stat().st_mtime_ns == before  # same CPU: reused
+    other = {**choice, "machine": {**choice["machine"], "cpu": "another CPU"}}
+    served.with_suffix(".json").write_text(json.dumps(other))
+    assert runtime.exported_model(7, "int8") == served
+    again = json.loads(served.with_suffix(".json").read_text())
+    assert again["machine"] == export.machine_identity() and export.export_count == exports

@@ -56,6 +56,12 @@ export interface HealthResponse {
   /** Calibration: logits are divided by this before the softmax. */
   temperature: number;
   uptime_seconds: number;
+  /** What computes the encoder: `onnx-int8`, `onnx-fp32` or `torch`. */
+  runtime: string | null;
+  /** The int8 weight layout chosen for this CPU (`u8u8`, `u8s8`, `u8s8r`), when the runtime is `onnx-int8`. */
+  int8_variant: string | null;
+  /** The CPU model this server runs on. */
+  cpu: string | null;
 }
 
 /** Internal Server Error */

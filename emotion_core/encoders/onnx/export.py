@@ -7,26 +7,32 @@
   positional table to the clip's own frame count: one graph serves 0.3 s to 30 s, and nothing is padded
   to Whisper's 30 s. It returns the first `num_layers` hidden states [L, frames, 512] and, with fewer than
   7, never computes the layers above (`num_layers=4` runs 3 of the 6 transformer layers).
-* **int8.** Dynamic quantisation of the 36 linears (weights QUInt8 per output channel, activations
-  quantised per call; the convolutions and attention products stay fp32), except `FP32_LINEARS`:
-  layer 3's fc2 carries Whisper's outlier activations and, quantised, caused most of the error that
-  reaches the head (a per-layer sensitivity sweep). QUInt8 weights because QInt8 ones (u8s8) can
-  saturate in the AVX2 kernels without VNNI.
+* **int8.** Dynamic quantisation of the 36 linears (weights per output channel, activations quantised
+  per call to u8; the convolutions and attention products stay fp32), except `FP32_LINEARS`: layer 3's
+  fc2 carries Whisper's outlier activations and, quantised, caused most of the error that reaches the
+  head (a per-layer sensitivity sweep). Which weight type runs fastest depends on the CPU, so every
+  machine builds the `INT8_VARIANTS` and `runtime.tune_int8` serves the fastest one that stays close to
+  fp32: u8×s8 is the native VNNI/AMX kernel, and without VNNI its pair sums saturate unless the
+  weights keep to 7 bits (`reduce_range`); u8×u8 never saturates.
 * **Cache.** `cache_dir()/encoders/whisper-base-<fingerprint>-onnx<EXPORT_VERSION>/`, one file per
-  (num_layers, precision), written atomically like the Whisper conversion, with a JSON sidecar (sha256,
-  versions). `runtime.py` only loads these files.
+  (num_layers, precision[, variant]), written atomically like the Whisper conversion, with a JSON sidecar
+  (sha256, versions, and for the served int8 file the machine it was chosen on). `runtime.py` only loads
+  these files.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.metadata
 import io
 import json
 import logging
 import os
+import platform
 import re
+import shutil
 import time
 import uuid
 import warnings
@@ -41,8 +47,16 @@ from emotion_core.encoders import whisper
 log = logging.getLogger(__name__)
 
 #: Bump when the export or quantisation changes: new files, never stale ones.
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
 PRECISIONS = ("int8", "fp32")
+#: int8 variants: (ONNX Runtime weight type, 7-bit weights). Activations are u8 in all of them.
+INT8_VARIANTS: dict[str, tuple[str, bool]] = {"u8u8": ("QUInt8", False), "u8s8": ("QInt8", False),
+                                              "u8s8r": ("QInt8", True)}
+#: The variant earlier releases served and validated everywhere: the reference the others are held to.
+REFERENCE_VARIANT = "u8u8"
+META_VARIANT = "emotion.int8_variant"
+#: The ISA flags that decide which int8 kernels MLAS runs.
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "amx_tile")
 #: Linears left in fp32 in the int8 model (module names inside the WhisperEncoder); see the docstring.
 FP32_LINEARS: tuple[str, ...] = ("layers.3.fc2",)
 TOTAL_STATES = whisper.NUM_STATES
@@ -58,8 +72,24 @@ def onnx_cache_dir(cache_root: Path | None = None) -> Path:
     return Path(cache_root or project_config.cache_dir()) / "encoders" / f"{whisper.NAME}-{whisper.fingerprint()}-onnx{EXPORT_VERSION}"
 
 
-def model_filename(num_layers: int = TOTAL_STATES, precision: str = "int8") -> str:
-    return f"{whisper.NAME}-L{num_layers}-{precision}.onnx"
+def model_filename(num_layers: int = TOTAL_STATES, precision: str = "int8", variant: str | None = None) -> str:
+    """The served file is `...-int8.onnx` (the variant chosen for this machine); candidates carry their variant."""
+    return f"{whisper.NAME}-L{num_layers}-{precision}{f'-{variant}' if variant else ''}.onnx"
+
+
+@functools.cache  # the CPU does not change under a running process
+def machine_identity() -> dict[str, object]:
+    """The CPU model, its int8-relevant ISA flags and the ONNX Runtime version: what an int8 choice depends on."""
+    cpu, flags = "", set()
+    with contextlib.suppress(OSError):  # Linux; elsewhere the platform's own name and no flags
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not cpu:
+                cpu = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    return {"cpu": cpu or platform.processor() or "unknown", "isa": [f for f in ISA_FLAGS if f in flags],
+            "onnxruntime": _versions()["onnxruntime"]}
 
 
 def sha256(path: Path) -> str:
@@ -103,13 +133,14 @@ def _publish(tmp: Path, target: Path, meta: dict) -> None:
     os.replace(tmp_json, sidecar)
 
 
-def _stamp(model, fingerprint: str, num_layers: int, precision: str) -> None:
+def _stamp(model, fingerprint: str, num_layers: int, precision: str, variant: str | None = None) -> None:
     """Identity inside the file, so a copy (e.g. from the registry) can be checked before use."""
     import onnx  # build time only: serving never imports onnx
 
     del model.metadata_props[:]
-    for key, value in {META_FINGERPRINT: fingerprint, "emotion.num_layers": str(num_layers),
-                       "emotion.precision": precision, "emotion.export_version": str(EXPORT_VERSION)}.items():
+    props = {META_FINGERPRINT: fingerprint, "emotion.num_layers": str(num_layers), "emotion.precision": precision,
+             "emotion.export_version": str(EXPORT_VERSION), **({META_VARIANT: variant} if variant else {})}
+    for key, value in props.items():
         onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, key: value})
 
 
@@ -175,8 +206,10 @@ def linear_nodes(model) -> dict[str, str]:
     return found
 
 
-def quantize_int8(source: Path, target: Path, fp32_linears: tuple[str, ...] = FP32_LINEARS) -> Path:
-    """Dynamic int8 quantisation of the linears (QUInt8 weights per output channel), except `fp32_linears`."""
+def quantize_int8(source: Path, target: Path, variant: str = REFERENCE_VARIANT,
+                  fp32_linears: tuple[str, ...] = FP32_LINEARS) -> Path:
+    """Dynamic int8 quantisation of the linears (weights per output channel, of the variant's type), except
+    `fp32_linears`."""
     import onnx  # build time only: serving never imports onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic  # build time only (pulls onnx and sympy)
 
@@ -192,15 +225,17 @@ def quantize_int8(source: Path, target: Path, fp32_linears: tuple[str, ...] = FP
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         with _quiet():
-            quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QUInt8, per_channel=True,
-                             op_types_to_quantize=["MatMul"], nodes_to_exclude=exclude)
+            weight_type, reduce_range = INT8_VARIANTS[variant]
+            quantize_dynamic(str(source), str(tmp), weight_type=getattr(QuantType, weight_type), per_channel=True,
+                             reduce_range=reduce_range, op_types_to_quantize=["MatMul"], nodes_to_exclude=exclude)
         quantized = onnx.load(str(tmp))
         fingerprint = next(p.value for p in model.metadata_props if p.key == META_FINGERPRINT)
-        _stamp(quantized, fingerprint, num_layers, "int8")
+        _stamp(quantized, fingerprint, num_layers, "int8", variant)
         onnx.save(quantized, tmp)
         _publish(tmp, target, {"fingerprint": fingerprint, "num_layers": num_layers, "precision": "int8",
                                "export_version": EXPORT_VERSION, "fp32_linears": sorted(present),
-                               "weights": "QUInt8, per channel", "seconds": round(time.perf_counter() - started, 1),
+                               "variant": variant, "weights": f"{weight_type}, per channel"
+                               + (", 7-bit" if reduce_range else ""), "seconds": round(time.perf_counter() - started, 1),
                                "source": source.name, **_versions()})
     finally:
         tmp.unlink(missing_ok=True)
@@ -208,19 +243,18 @@ def quantize_int8(source: Path, target: Path, fp32_linears: tuple[str, ...] = FP
     return target
 
 
-def exported_model(num_layers: int = TOTAL_STATES, precision: str = "int8", cache_root: Path | None = None) -> Path:
-    """The cached ONNX file for (num_layers, precision), exporting (and quantising) first if needed."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if not 1 <= num_layers <= TOTAL_STATES:
-        raise ValueError(f"num_layers must be 1..{TOTAL_STATES}, got {num_layers}")
-    folder = onnx_cache_dir(cache_root)
-    fp32 = folder / model_filename(num_layers, "fp32")
-    if not fp32.is_file():
-        export_fp32(fp32, num_layers, cache_root)
-    if precision == "fp32":
-        return fp32
-    int8 = folder / model_filename(num_layers, "int8")
-    if not int8.is_file():
-        quantize_int8(fp32, int8)
-    return int8
+def publish_copy(source: Path, target: Path, meta: dict) -> Path:
+    """`source` copied to `target` atomically, with `meta` merged into its sidecar (the served int8 file)."""
+    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        shutil.copyfile(source, tmp)
+        sidecar = json.loads(source.with_suffix(".json").read_text()) if source.with_suffix(".json").is_file() else {}
+        _publish(tmp, target, {**sidecar, **meta})
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def read_sidecar(path: Path) -> dict | None:
+    sidecar = path.with_suffix(".json")
+    return json.loads(sidecar.read_text()) if path.is_file() and sidecar.is_file() else None

@@ -24,6 +24,7 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,13 +33,16 @@ import torch
 from emotion_core import features
 from emotion_core.encoders import whisper
 from emotion_core.encoders.base import SpeechEncoder
+from emotion_core.encoders.onnx import export
 from emotion_core.encoders.onnx.export import (
     INPUT_NAME,
+    INT8_VARIANTS,
     MAX_MEL_FRAMES,
     META_FINGERPRINT,
     OUTPUT_NAME,
+    PRECISIONS,
+    REFERENCE_VARIANT,
     TOTAL_STATES,
-    exported_model,
     model_filename,
 )
 
@@ -65,6 +69,92 @@ def default_threads() -> int:
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return max(1, min(4, cores))
+
+
+#: A candidate int8 variant is served only if its encoder output is at most this many times further from
+#: fp32 than the reference variant's (a saturating kernel is several times further).
+MAX_ERROR_RATIO = 1.5
+TUNING_REPS = 15
+
+
+def exported_model(num_layers: int = TOTAL_STATES, precision: str = "int8", cache_root: Path | None = None) -> Path:
+    """The cached ONNX file this machine serves for (num_layers, precision): exported on first use, and for
+    int8 the variant `tune_int8` chose on this CPU (chosen again when the CPU or ONNX Runtime changed)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if not 1 <= num_layers <= TOTAL_STATES:
+        raise ValueError(f"num_layers must be 1..{TOTAL_STATES}, got {num_layers}")
+    folder = export.onnx_cache_dir(cache_root)
+    fp32 = folder / model_filename(num_layers, "fp32")
+    if not fp32.is_file():
+        export.export_fp32(fp32, num_layers, cache_root)
+    if precision == "fp32":
+        return fp32
+    served = folder / model_filename(num_layers, "int8")
+    chosen = export.read_sidecar(served)
+    if chosen is None or chosen.get("machine") != export.machine_identity():
+        tune_int8(fp32, served)
+    return served
+
+
+def probe_log_mel(seconds: float = 3.0) -> torch.Tensor:
+    """A deterministic voice-like signal's log-mel (a gliding harmonic tone in syllable-length bursts, a little
+    noise): what the int8 variants are timed and compared on, without any corpus."""
+    t = np.arange(int(seconds * features.SAMPLE_RATE)) / features.SAMPLE_RATE
+    f0 = 120 + 60 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / features.SAMPLE_RATE
+    voice = sum(np.sin(k * phase) / k for k in range(1, 12)) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t) ** 2)
+    noise = np.random.default_rng(0).standard_normal(len(t)) * 0.01
+    return features.log_mel((0.1 * voice + noise).astype(np.float32))
+
+
+def tune_int8(fp32: Path, served: Path, variants: tuple[str, ...] | None = None, threads: int | None = None,
+              reps: int = TUNING_REPS) -> dict:
+    """Build each int8 variant (once per weights fingerprint), time it on this CPU with the serving session
+    options (interleaved, p50 of `reps` runs of a 3 s clip), measure how far its top hidden state lies from
+    fp32's, and serve the fastest whose error is within MAX_ERROR_RATIO of the reference variant's. The
+    choice, the candidates' figures and the machine are written into the served file's sidecar."""
+    import onnxruntime as ort  # optional: ImportError → load_encoder falls back to torch
+
+    variants = tuple(variants or INT8_VARIANTS)
+    if REFERENCE_VARIANT not in variants:
+        variants = (REFERENCE_VARIANT, *variants)
+    files = {}
+    for variant in variants:
+        files[variant] = served.with_name(model_filename(_num_layers_of(served), "int8", variant))
+        if not files[variant].is_file():
+            export.quantize_int8(fp32, files[variant], variant)
+    mel = np.ascontiguousarray(probe_log_mel().numpy(), dtype=np.float32)[None]
+    sessions = {name: ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+                for name, path in {"fp32": fp32, **files}.items()}
+    outputs = {name: s.run([OUTPUT_NAME], {INPUT_NAME: mel})[0][-1] for name, s in sessions.items()}  # warm-up too
+    times: dict[str, list[float]] = {name: [] for name in sessions}  # fp32 too: the speed-up the choice buys
+    names = list(sessions)
+    for r in range(reps):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            started = time.perf_counter()
+            sessions[name].run([OUTPUT_NAME], {INPUT_NAME: mel})
+            times[name].append(time.perf_counter() - started)
+    del sessions
+    reference = outputs["fp32"]
+    scale = float(np.sqrt(np.mean(reference**2)))
+    candidates = {name: {"ms_p50": round(1000 * float(np.median(times[name])), 2),
+                         "relative_error": round(float(np.sqrt(np.mean((outputs[name] - reference) ** 2))) / scale, 4)}
+                  for name in files}
+    limit = MAX_ERROR_RATIO * candidates[REFERENCE_VARIANT]["relative_error"]
+    eligible = [name for name in files if candidates[name]["relative_error"] <= limit]
+    chosen = min(eligible, key=lambda name: candidates[name]["ms_p50"])
+    fp32_ms = round(1000 * float(np.median(times["fp32"])), 2)
+    choice = {"variant": chosen, "machine": export.machine_identity(), "candidates": candidates,
+              "fp32_ms_p50": fp32_ms, "max_error_ratio": MAX_ERROR_RATIO, "chosen_by": "speed",
+              "threads": threads or default_threads()}
+    export.publish_copy(files[chosen], served, choice)
+    log.info("int8 variant %s chosen on %s: %s", chosen, choice["machine"]["cpu"], candidates)
+    return choice
+
+
+def _num_layers_of(path: Path) -> int:
+    return int(path.name.split("-L", 1)[1].split("-", 1)[0])
 
 
 def session_options(threads: int | None = None, spinning: bool | None = None):
@@ -121,10 +211,20 @@ class OnnxWhisperEncoder(SpeechEncoder):
         if stored.get(META_FINGERPRINT) != self.fingerprint or stored.get("emotion.num_layers") != str(self.num_layers):
             raise RuntimeError(f"{self.model_path} was exported from weights {stored.get(META_FINGERPRINT)} with "
                                f"{stored.get('emotion.num_layers')} states; expected {self.fingerprint} with {self.num_layers}")
+        #: The int8 variant in the file (None for fp32) and how it was chosen (its sidecar; None for a shipped file
+        #: that came without one).
+        self.variant = stored.get(export.META_VARIANT)
+        self.build = export.read_sidecar(self.model_path)
         self._max_mel_frames = MAX_MEL_FRAMES
         if warmup:  # first-run allocations and kernel selection happen here, not in the first request
             self.encode(np.zeros(3 * features.SAMPLE_RATE, np.float32) + 1e-3)
         _release_freed_heap()  # the parsed model protobuf, the warm-up's buffers
+
+    def describe(self) -> dict:
+        """What runs: runtime, int8 variant, threads, and the machine the variant was chosen on."""
+        machine = (self.build or {}).get("machine") or {}
+        return {"runtime": self.runtime, "int8_variant": self.variant, "threads": self.threads,
+                "chosen_on": machine.get("cpu"), "chosen_by": (self.build or {}).get("chosen_by")}
 
     def encode(self, audio: np.ndarray, log_mel: torch.Tensor | None = None) -> torch.Tensor:
         log_mel = whisper.checked_log_mel(audio, log_mel, self.name, self.max_seconds, self._max_mel_frames)
