@@ -196,11 +196,13 @@ def test_serving_path_stays_light(onnx_int8):
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
 
 
-def test_int8_variant_is_chosen_for_this_cpu_and_rechosen_on_another(onnx_int8):
+def test_int8_variant_is_chosen_for_this_cpu_and_rechosen_on_another(onnx_int8, tmp_path):
     """Every int8 variant is built and timed on this CPU; the served file is the fastest whose error stays within
     MAX_ERROR_RATIO of the reference variant's, its sidecar names the machine, and a sidecar from another CPU
-    makes the next load choose again (without exporting anything)."""
+    makes the next load choose again (without exporting anything). The re-choice runs on a linked copy of the
+    cache, so the machine's own served file is left as `make export` validated it."""
     import json
+    import os
 
     from emotion_core.encoders.onnx import export, runtime
 
@@ -214,10 +216,21 @@ def test_int8_variant_is_chosen_for_this_cpu_and_rechosen_on_another(onnx_int8):
     assert onnx_int8.variant == choice["variant"] and onnx_int8.describe()["int8_variant"] == choice["variant"]
     assert all(served.with_name(export.model_filename(7, "int8", v)).is_file() for v in export.INT8_VARIANTS)
 
-    exports, before = export.export_count, served.stat().st_mtime_ns
+    before = served.stat().st_mtime_ns
     assert runtime.exported_model(7, "int8") == served and served.stat().st_mtime_ns == before  # same CPU: reused
+
+    copy = export.onnx_cache_dir(tmp_path)
+    copy.mkdir(parents=True)
+    for path in served.parent.iterdir():
+        if path.name.startswith(export.model_filename(7, "fp32")[:-5]) or "-int8" in path.name:
+            if path.suffix == ".json":
+                (copy / path.name).write_text(path.read_text())
+            else:
+                os.link(path, copy / path.name)  # the models themselves are never rewritten in place
     other = {**choice, "machine": {**choice["machine"], "cpu": "another CPU"}}
-    served.with_suffix(".json").write_text(json.dumps(other))
-    assert runtime.exported_model(7, "int8") == served
-    again = json.loads(served.with_suffix(".json").read_text())
-    assert again["machine"] == export.machine_identity() and export.export_count == exports
+    (copy / served.with_suffix(".json").name).write_text(json.dumps(other))
+    exports = export.export_count
+    rechosen = runtime.exported_model(7, "int8", cache_root=tmp_path)
+    assert rechosen == copy / served.name and export.export_count == exports
+    assert json.loads(rechosen.with_suffix(".json").read_text())["machine"] == export.machine_identity()
+    assert json.loads(served.with_suffix(".json").read_text()) == choice  # the real cache is untouched
