@@ -16,6 +16,7 @@ from pathlib import Path
 import bentoml
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from emotion_core.audio import AudioError, AudioTooLongError, load_audio
@@ -32,6 +33,7 @@ from emotion_core.serving.schemas import (
     RealtimePrediction,
     Timeline,
 )
+from emotion_core.serving.security import AccessGuard
 from emotion_core.serving.streaming import StreamError, StreamSession
 from emotion_core.serving.timeline import build_timeline
 from emotion_core.serving.upload_guard import UploadGuard, error
@@ -106,8 +108,11 @@ class EmotionService:
         return RealtimePrediction(**result.model_dump(include=set(RealtimePrediction.model_fields)))
 
     @app.get("/", response_model=HealthResponse)
-    def health(self) -> HealthResponse:
-        """Health: is the service up, and which model and encoder it serves."""
+    def health(self, request: Request) -> HealthResponse:
+        """Health: is the service up, and which model and encoder it serves (the model details need a key when
+        keys are on; without one the answer is a bare liveness answer)."""
+        if not request.scope.get("state", {}).get("authenticated", True):
+            return JSONResponse({"status": "healthy", "message": "Emotion detection API is running"})
         info = self.predictor.info()
         name, _, alias = info["model_uri"].removeprefix("models:/").partition("@") if info["model_uri"].startswith(
             "models:/") else ("", "", "")
@@ -159,5 +164,6 @@ class EmotionService:
             pass
 
 
+EmotionService.add_asgi_middleware(AccessGuard)  # first: keys, rate and queue before any body is read
 EmotionService.add_asgi_middleware(UploadGuard)
 EmotionService.add_asgi_middleware(OpenAPIDocs, service=EmotionService)  # GET /docs.json: openapi_document(EmotionService)

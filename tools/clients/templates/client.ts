@@ -29,6 +29,9 @@ export interface ClientOptions {
   fetch?: typeof fetch;
   /** Headers sent with every request. */
   headers?: Record<string, string>;
+  /** The API key when the service has keys on (`EMOTION_API_KEYS`): sent as `Authorization: Bearer`, and as
+   * the WebSocket's `token` query parameter (browsers cannot set headers on a WebSocket). */
+  apiKey?: string;
 }
 
 export interface RequestOptions {
@@ -71,11 +74,13 @@ export class EmotionClient {
   readonly baseUrl: string;
   private readonly fetchImpl: typeof fetch;
   private readonly headers: Record<string, string>;
+  private readonly apiKey: string | undefined;
 
   constructor(options: ClientOptions = {}) {
     this.baseUrl = (options.baseUrl ?? "").replace(/\/+$/, "");
     this.fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
-    this.headers = options.headers ?? {};
+    this.headers = { ...(options.apiKey ? { authorization: `Bearer ${options.apiKey}` } : {}), ...options.headers };
+    this.apiKey = options.apiKey;
   }
 
 @@body@@
@@ -86,6 +91,7 @@ export class EmotionClient {
     if (!base) throw new Error("EmotionClient: set baseUrl to open a WebSocket outside a browser page");
     const url = new URL(path, base.endsWith("/") ? base : `${base}/`);
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    if (this.apiKey) url.searchParams.set("token", this.apiKey);
     return url.href;
   }
 
