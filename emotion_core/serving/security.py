@@ -3,7 +3,8 @@ queue, as one ASGI middleware in front of everything else (before any body is re
 
     EMOTION_API_KEYS        comma-separated keys; unset (and no file) = no keys, for `make serve` on localhost
     EMOTION_API_KEYS_FILE   one key per line, or `sha256:<hex digest>` of one; `#` comments
-    EMOTION_CORS_ORIGINS    comma-separated origins allowed to call from a browser (and to open the WebSocket)
+    EMOTION_CORS_ORIGINS    comma-separated origins allowed to call from a browser (and to open the WebSocket);
+                            the service's own origin (the web demo) always is
     EMOTION_RATE_LIMIT      requests per client, e.g. `10/s` or `600/min` (token bucket; a key is a client,
                             else the address); unset = no limit
     EMOTION_MAX_QUEUE       model requests a worker holds at once (running + waiting) before it answers 503
@@ -26,7 +27,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -139,7 +140,9 @@ class AccessGuard:
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         path, origin = scope.get("path", ""), headers.get("origin", "").rstrip("/")
-        allowed_origin = bool(origin) and origin in self.policy.cors_origins
+        # The service's own pages (the web demo) are same-origin: always allowed, listed or not.
+        same_origin = bool(origin) and urlsplit(origin).netloc == headers.get("host", "")
+        allowed_origin = bool(origin) and (same_origin or origin in self.policy.cors_origins)
         if origin and not allowed_origin and (scope["type"] == "websocket" or scope.get("method") == "OPTIONS"):
             return await self._refuse(scope, send, 403, f"origin {origin} is not allowed (EMOTION_CORS_ORIGINS)")
         if scope["type"] == "http" and scope.get("method") == "OPTIONS" and allowed_origin:

@@ -99,6 +99,9 @@ def test_websocket_takes_the_key_as_a_token_and_checks_the_origin(app):
     assert call(guard, path="/ws/stream", kind="websocket", query=f"token={KEY}".encode())[0] == "accepted"
     assert call(guard, path="/ws/stream", kind="websocket", query=f"token={KEY}".encode(),
                 headers={"Origin": "https://evil.example"})[0] == 1008
+    # the service's own page (the web demo) is same-origin: allowed without being listed
+    assert call(guard, path="/ws/stream", kind="websocket", query=f"token={KEY}".encode(),
+                headers={"Origin": "http://127.0.0.1:8000", "Host": "127.0.0.1:8000"})[0] == "accepted"
 
 
 def test_cors_preflight_and_headers(app):
