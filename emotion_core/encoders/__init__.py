@@ -6,13 +6,13 @@ import logging
 import os
 import threading
 
+from emotion_core.encoders import whisper
 from emotion_core.encoders.base import SpeechEncoder
 
 DEFAULT_ENCODER = "whisper-base"
 #: `runtime` values: "onnx" (= "onnx-int8", the serving default for whisper-base), "onnx-fp32", "torch".
 RUNTIMES = ("onnx", "onnx-int8", "onnx-fp32", "torch")
 RUNTIME_ENV = "EMOTION_RUNTIME"
-WHISPER_BASE_STATES = 7
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def load_encoder(name: str = DEFAULT_ENCODER, runtime: str | None = None, num_la
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     if name != DEFAULT_ENCODER:
         runtime = "torch"  # only whisper-base has an ONNX export
-    elif num_layers == WHISPER_BASE_STATES:
+    elif num_layers == whisper.NUM_STATES:
         num_layers = None  # all of them: the same instance as load_encoder()
     key = (name, runtime, num_layers)
     with _lock:
@@ -76,10 +76,7 @@ def load_encoder(name: str = DEFAULT_ENCODER, runtime: str | None = None, num_la
 
 
 def _torch_whisper(num_layers: int | None) -> SpeechEncoder:
-    # torch + safetensors: only when a torch encoder is asked for
-    from emotion_core.encoders.whisper import WhisperBaseEncoder
-
-    return WhisperBaseEncoder(num_layers=num_layers)
+    return whisper.WhisperBaseEncoder(num_layers=num_layers)
 
 
 def clear_encoder_cache() -> None:

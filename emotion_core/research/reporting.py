@@ -17,11 +17,16 @@ GENERATED_BLOCKS = {"evaluation": "README.md", "benchmark": "README.md", "ablati
                     "tuning": "docs/tuning.md"}
 
 
+def _markers(name: str) -> tuple[str, str, re.Pattern]:
+    """The block's BEGIN and END lines, and a pattern whose group 1 is its body."""
+    begin, end = f"<!-- BEGIN generated:{name} -->", f"<!-- END generated:{name} -->"
+    return begin, end, re.compile(re.escape(begin) + r"\n?(.*?)\n?" + re.escape(end), re.S)
+
+
 def generated_section(name: str, path: Path | None = None) -> str | None:
     """The current body of a generated block (None when its file or markers are missing)."""
     path = path or PROJECT_ROOT / GENERATED_BLOCKS[name]
-    begin, end = f"<!-- BEGIN generated:{name} -->", f"<!-- END generated:{name} -->"
-    found = re.search(re.escape(begin) + r"\n(.*?)\n" + re.escape(end), path.read_text(), re.S) if path.exists() else None
+    found = _markers(name)[2].search(path.read_text()) if path.exists() else None
     return found.group(1) if found else None
 
 
@@ -31,8 +36,7 @@ def update_generated_section(name: str, text: str, path: Path | None = None) -> 
     path = path or PROJECT_ROOT / GENERATED_BLOCKS[name]
     if not path.exists():
         return False
-    begin, end = f"<!-- BEGIN generated:{name} -->", f"<!-- END generated:{name} -->"
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    begin, end, pattern = _markers(name)
     content = path.read_text()
     if not pattern.search(content):
         return False

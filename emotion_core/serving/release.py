@@ -19,8 +19,8 @@ from emotion_core.audio import AudioError, load_audio
 from emotion_core.config import data_dir, tracking_uri
 from emotion_core.data import read_ravdess
 from emotion_core.encoders import clear_encoder_cache, whisper
-from emotion_core.encoders.onnx.export import model_filename, publish_copy, sha256
-from emotion_core.encoders.onnx.runtime import exported_model
+from emotion_core.encoders.onnx.export import model_filename, publish_copy, read_sidecar, sha256
+from emotion_core.encoders.onnx.runtime import CHOICE_KEYS, exported_model
 from emotion_core.serving.predictor import Predictor
 
 
@@ -117,18 +117,19 @@ def export(uri: str, clips: int, precision: str = "int8", min_agreement: float =
     export_seconds = time.perf_counter() - started
     paths = ravdess_paths(max(1, round(1440 / clips)))
     validation = compare(reference, predictor_for(runtime, uri), paths, progress=True)
-    sidecar = json.loads(path.with_suffix(".json").read_text())
+    sidecar = read_sidecar(path)
     tried = {sidecar.get("variant"): validation["top1_agreement"]}
     # The fastest int8 variant failed the bar: serve the next fastest that passes (the choice is per machine).
     for variant in sorted(sidecar.get("candidates", {}), key=lambda v: sidecar["candidates"][v]["ms_p50"]):
         if validation["top1_agreement"] >= min_agreement or variant in tried:
             continue
+        # The candidate's own sidecar (its weights, variant, sha256) plus this machine's choice figures.
         publish_copy(path.with_name(model_filename(reference.meta.num_layers, "int8", variant)), path,
-                     {**{k: v for k, v in sidecar.items() if k not in ("sha256", "bytes")}, "variant": variant,
+                     {**{k: sidecar[k] for k in CHOICE_KEYS if k in sidecar}, "variant": variant,
                       "chosen_by": f"agreement (faster variants below {min_agreement:.0%}: {sorted(tried)})"})
         clear_encoder_cache()
         validation = compare(reference, predictor_for(runtime, uri), paths, progress=True)
-        sidecar = json.loads(path.with_suffix(".json").read_text())
+        sidecar = read_sidecar(path)
         tried[variant] = validation["top1_agreement"]
     result = {"model_uri": uri, "file": str(path), "precision": precision, "num_layers": reference.meta.num_layers,
               "sha256": sidecar["sha256"], "export_or_cache_seconds": round(export_seconds, 1),

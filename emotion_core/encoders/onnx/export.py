@@ -248,8 +248,7 @@ def publish_copy(source: Path, target: Path, meta: dict) -> Path:
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         shutil.copyfile(source, tmp)
-        sidecar = json.loads(source.with_suffix(".json").read_text()) if source.with_suffix(".json").is_file() else {}
-        _publish(tmp, target, {**sidecar, **meta})
+        _publish(tmp, target, {**(read_sidecar(source) or {}), **meta})
     finally:
         tmp.unlink(missing_ok=True)
     return target

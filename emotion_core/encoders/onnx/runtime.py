@@ -75,6 +75,8 @@ def default_threads() -> int:
 #: fp32 than the reference variant's (a saturating kernel is several times further).
 MAX_ERROR_RATIO = 1.5
 TUNING_REPS = 15
+#: What `tune_int8` adds to the served file's sidecar: this machine's choice, whichever variant serves.
+CHOICE_KEYS = ("variant", "machine", "candidates", "fp32_ms_p50", "max_error_ratio", "chosen_by", "threads")
 
 
 def exported_model(num_layers: int = TOTAL_STATES, precision: str = "int8", cache_root: Path | None = None) -> Path:
@@ -93,7 +95,7 @@ def exported_model(num_layers: int = TOTAL_STATES, precision: str = "int8", cach
     served = folder / model_filename(num_layers, "int8")
     chosen = export.read_sidecar(served)
     if chosen is None or chosen.get("machine") != export.machine_identity():
-        tune_int8(fp32, served)
+        tune_int8(fp32, served, num_layers)
     return served
 
 
@@ -108,8 +110,8 @@ def probe_log_mel(seconds: float = 3.0) -> torch.Tensor:
     return features.log_mel((0.1 * voice + noise).astype(np.float32))
 
 
-def tune_int8(fp32: Path, served: Path, variants: tuple[str, ...] | None = None, threads: int | None = None,
-              reps: int = TUNING_REPS) -> dict:
+def tune_int8(fp32: Path, served: Path, num_layers: int, variants: tuple[str, ...] | None = None,
+              threads: int | None = None, reps: int = TUNING_REPS) -> dict:
     """Build each int8 variant (once per weights fingerprint), time it on this CPU with the serving session
     options (interleaved, p50 of `reps` runs of a 3 s clip), measure how far its top hidden state lies from
     fp32's, and serve the fastest whose error is within MAX_ERROR_RATIO of the reference variant's. The
@@ -121,7 +123,7 @@ def tune_int8(fp32: Path, served: Path, variants: tuple[str, ...] | None = None,
         variants = (REFERENCE_VARIANT, *variants)
     files = {}
     for variant in variants:
-        files[variant] = served.with_name(model_filename(_num_layers_of(served), "int8", variant))
+        files[variant] = served.with_name(model_filename(num_layers, "int8", variant))
         if not files[variant].is_file():
             export.quantize_int8(fp32, files[variant], variant)
     mel = np.ascontiguousarray(probe_log_mel().numpy(), dtype=np.float32)[None]
@@ -151,10 +153,6 @@ def tune_int8(fp32: Path, served: Path, variants: tuple[str, ...] | None = None,
     export.publish_copy(files[chosen], served, choice)
     log.info("int8 variant %s chosen on %s: %s", chosen, choice["machine"]["cpu"], candidates)
     return choice
-
-
-def _num_layers_of(path: Path) -> int:
-    return int(path.name.split("-L", 1)[1].split("-", 1)[0])
 
 
 def session_options(threads: int | None = None, spinning: bool | None = None):
