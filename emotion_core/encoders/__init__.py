@@ -8,6 +8,7 @@ import threading
 
 from emotion_core.encoders import whisper
 from emotion_core.encoders.base import SpeechEncoder
+from emotion_core.integrity import IntegrityError
 
 DEFAULT_ENCODER = "whisper-base"
 #: `runtime` values: "onnx" (= "onnx-int8", the serving default for whisper-base), "onnx-fp32", "torch".
@@ -66,9 +67,12 @@ def load_encoder(name: str = DEFAULT_ENCODER, runtime: str | None = None, num_la
 
                     precision = "fp32" if runtime == "onnx-fp32" else "int8"
                     encoder = OnnxWhisperEncoder(num_layers=num_layers, precision=precision)
-                except Exception as exc:  # noqa: BLE001 - no onnxruntime, failed export, damaged file: serve anyway
-                    log.warning("ONNX Runtime encoder unavailable (%s: %s); %s runs in torch fp32", type(exc).__name__,
-                                exc, name)
+                except IntegrityError:
+                    raise  # a file that is not what was exported is never served, nor silently replaced
+                except Exception as exc:  # noqa: BLE001 - no onnxruntime, failed export: serve anyway, loudly
+                    log.error("ONNX Runtime encoder FAILED to load (%s: %s): %s runs in torch fp32 instead (slower); "
+                              "`GET /` reports runtime=torch. Fix it with `make export`.",
+                              type(exc).__name__, exc, name)
                     encoder = _torch_whisper(num_layers)
                     encoder.fallback_reason = f"{type(exc).__name__}: {exc}"
             _instances[key] = encoder

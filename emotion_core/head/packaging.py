@@ -3,6 +3,7 @@
     <dir>/head.pt            state_dict of HybridEmotionCNN
     <dir>/model_config.json  encoder name + fingerprint, head config, labels, temperature, metrics
     <dir>/speaker_probe.npz  optional per-user calibration (emotion_core/head/speaker.py)
+    <dir>/checksums.json     sha256 of the files above, verified before they are loaded (emotion_core/integrity.py)
 
 The same directory is what MLflow stores (as the artifact of a pyfunc model) and what the predictor
 and the BentoML service load.
@@ -19,10 +20,13 @@ import torch
 
 from emotion_core.config import ModelConfig
 from emotion_core.head.model import HybridEmotionCNN
+from emotion_core.head.speaker import SPEAKER_PROBE_FILE
+from emotion_core.integrity import verify_checksums, write_checksums
 from emotion_core.labels import EMOTIONS
 
 HEAD_FILE = "head.pt"
 CONFIG_FILE = "model_config.json"
+MODEL_FILES = [HEAD_FILE, CONFIG_FILE, SPEAKER_PROBE_FILE]
 
 
 @dataclass
@@ -36,14 +40,18 @@ class ModelMeta:
     temperature: float = 1.0
     emotions: list[str] = field(default_factory=lambda: list(EMOTIONS))
     metrics: dict[str, float] = field(default_factory=dict)
+    #: Set at load (never saved): whether the files matched their recorded sha256 (False: none recorded).
+    verified: bool | None = field(default=None, compare=False)
 
 
 def save_model_dir(directory: Path, model: HybridEmotionCNN, meta: ModelMeta, speaker_probe: Any = None) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), directory / HEAD_FILE)
-    (directory / CONFIG_FILE).write_text(json.dumps(asdict(meta), indent=2))
+    saved = {k: v for k, v in asdict(meta).items() if k != "verified"}
+    (directory / CONFIG_FILE).write_text(json.dumps(saved, indent=2))
     if speaker_probe is not None:
         speaker_probe.save(directory)
+    write_checksums(directory, [n for n in MODEL_FILES if (directory / n).exists()])
     return directory
 
 
@@ -58,8 +66,12 @@ def find_model_dir(root: Path) -> Path:
 
 
 def load_model_dir(directory: Path) -> tuple[HybridEmotionCNN, ModelMeta]:
+    """The head and its meta; every file is checked against `checksums.json` first (IntegrityError naming a
+    changed or missing file). `meta.verified` says whether the directory had checksums to check."""
     directory = find_model_dir(Path(directory))
+    verified = verify_checksums(directory, MODEL_FILES)
     meta = ModelMeta(**json.loads((directory / CONFIG_FILE).read_text()))
+    meta.verified = verified
     if tuple(meta.emotions) != EMOTIONS:
         raise ValueError(f"model {directory} was trained with labels {meta.emotions}, expected {list(EMOTIONS)}")
     model = HybridEmotionCNN(meta.num_layers, meta.hidden_size, ModelConfig(**meta.head))

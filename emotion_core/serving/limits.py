@@ -3,6 +3,9 @@
   EMOTION_MAX_UPLOAD_MB       largest request body, in MB (default 25) → 413
   EMOTION_MAX_AUDIO_SECONDS   longest decoded audio, and longest WebSocket session, in s (default 600) → 413
   EMOTION_MAX_WINDOWS         most 4 s windows pooled for one prediction (default 48): bounds CPU per request
+  EMOTION_MAX_SEGMENTS        most utterances one timeline judges (default 200); past it the closest ones merge
+  EMOTION_STREAM_IDLE_SECONDS a WebSocket stream that sends nothing this long is closed (default 20)
+  EMOTION_STREAM_WALL_SECONDS longest WebSocket session in wall-clock time (default: the audio limit + 60 s)
 """
 
 from __future__ import annotations
@@ -24,16 +27,29 @@ def _env_float(name: str, default: float) -> float:
     return value
 
 
+#: Predictions computed at once per worker: BentoML's threads for the HTTP routes, and the gate every model
+#: call passes (`Predictor`), so WebSocket streams share the same two slots instead of crowding in beside them.
+MODEL_THREADS = 2
+
+
 @dataclass(frozen=True)
 class Limits:
     max_upload_bytes: int = 25 * 1024 * 1024
     max_audio_seconds: float = 600.0
     max_windows: int = 48
+    max_segments: int = 200
+    stream_idle_seconds: float = 20.0
+    stream_wall_seconds: float = 660.0
 
     @classmethod
     def from_env(cls) -> "Limits":
+        audio = _env_float("EMOTION_MAX_AUDIO_SECONDS", 600)
         return cls(
             max_upload_bytes=int(_env_float("EMOTION_MAX_UPLOAD_MB", 25) * 1024 * 1024),
-            max_audio_seconds=_env_float("EMOTION_MAX_AUDIO_SECONDS", 600),
+            max_audio_seconds=audio,
             max_windows=max(1, int(_env_float("EMOTION_MAX_WINDOWS", 48))),
+            max_segments=max(1, int(_env_float("EMOTION_MAX_SEGMENTS", 200))),
+            stream_idle_seconds=_env_float("EMOTION_STREAM_IDLE_SECONDS", 20),
+            # a real-time stream of the longest audio, with a minute to spare
+            stream_wall_seconds=_env_float("EMOTION_STREAM_WALL_SECONDS", audio + 60),
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -21,7 +22,7 @@ from emotion_core.head.clip_features import ClipFeatures, extract_features
 from emotion_core.head.packaging import find_model_dir, load_model_dir
 from emotion_core.head.speaker import MIN_ENROLLMENT_CLIPS, SpeakerProbe, SpeakerProfile, clip_statistics
 from emotion_core.labels import EMOTIONS, low_confidence_warning, music_mood
-from emotion_core.serving.limits import Limits
+from emotion_core.serving.limits import MODEL_THREADS, Limits
 from emotion_core.serving.schemas import EmotionPrediction
 from emotion_core.serving.vad import Segment, speech_segments
 from emotion_core.serving.windows import WINDOW_SECONDS, plan_windows
@@ -75,6 +76,7 @@ class Predictor:
             use_serving_torch_threads()
         self.loaded_at = time.time()
         self.limits = Limits.from_env()
+        self.model_slots = threading.BoundedSemaphore(MODEL_THREADS)  # one gate for HTTP routes and streams
 
     @classmethod
     def from_dir(cls, directory: str | Path, source: str | None = None, version: str | None = None) -> "Predictor":
@@ -101,11 +103,12 @@ class Predictor:
         return ClipFeatures(hidden=feats.hidden.half(), mel=feats.mel.half())
 
     def _window_logits(self, audio: np.ndarray, speaker: SpeakerProfile | None = None) -> np.ndarray:
-        feats = self._window_features(audio)
-        if speaker is not None:
-            return self.speaker_probe.logits(clip_statistics(feats), speaker)
-        with torch.inference_mode():
-            return collate(prepare(self.model, [feats])).logits(self.model)[0].numpy()
+        with self.model_slots:
+            feats = self._window_features(audio)
+            if speaker is not None:
+                return self.speaker_probe.logits(clip_statistics(feats), speaker)
+            with torch.inference_mode():
+                return collate(prepare(self.model, [feats])).logits(self.model)[0].numpy()
 
     def _voiced(self, audio: np.ndarray, segments: list[Segment] | None = None) -> list[Segment]:
         if len(audio) < MIN_SECONDS * SAMPLE_RATE:
@@ -188,5 +191,6 @@ class Predictor:
         described = self.encoder.describe()
         return {"model_uri": self.source, "model_version": self.version, "encoder": self.meta.encoder,
                 "temperature": self.meta.temperature, "speaker_calibration": self.speaker_probe is not None,
-                "runtime": described.get("runtime"), "int8_variant": described.get("int8_variant")}
+                "runtime": described.get("runtime"), "int8_variant": described.get("int8_variant"),
+                "model_verified": self.meta.verified}
 

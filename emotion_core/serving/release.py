@@ -19,8 +19,9 @@ from emotion_core.audio import AudioError, load_audio
 from emotion_core.config import data_dir, tracking_uri
 from emotion_core.data import read_ravdess
 from emotion_core.encoders import clear_encoder_cache, whisper
-from emotion_core.encoders.onnx.export import model_filename, publish_copy, read_sidecar, sha256
+from emotion_core.encoders.onnx.export import model_filename, publish_copy, read_sidecar
 from emotion_core.encoders.onnx.runtime import CHOICE_KEYS, exported_model
+from emotion_core.integrity import sha256
 from emotion_core.serving.predictor import Predictor
 
 

@@ -104,7 +104,8 @@ class HealthResponse(BaseModel):
                              "model_uri": "models:/emotion-cnn@champion", "model_version": "1",
                              "encoder": "whisper-base", "emotions": len(EMOTIONS), "model_name": "emotion-cnn",
                              "model_alias": "champion", "temperature": 1.0, "uptime_seconds": 42.0,
-                             "runtime": "onnx-int8", "int8_variant": "u8s8r", "cpu": "AMD EPYC"})
+                             "runtime": "onnx-int8", "int8_variant": "u8s8r", "cpu": "AMD EPYC",
+                             "model_verified": True})
     status: Literal["healthy"] = "healthy"
     message: str
     model_uri: str
@@ -119,6 +120,8 @@ class HealthResponse(BaseModel):
     int8_variant: str | None = Field(None, description="The int8 weight layout chosen for this CPU (`u8u8`, `u8s8`, "
                                                        "`u8s8r`), when the runtime is `onnx-int8`.")
     cpu: str | None = Field(None, description="The CPU model this server runs on.")
+    model_verified: bool | None = Field(None, description="Whether the model's files matched the sha256 recorded "
+                                        "when it was written (false: a model from before checksums were recorded).")
 
 
 class ErrorResponse(BaseModel):

@@ -13,7 +13,7 @@ queue, as one ASGI middleware in front of everything else (before any body is re
 
 A request carries `Authorization: Bearer <key>` or `X-API-Key: <key>`; a browser's WebSocket may pass
 `?token=<key>`. Keys are kept as sha256 digests and compared in constant time. With keys on, `GET /` still
-answers (a bare liveness answer) and `/readyz`, `/livez` stay open; everything else needs a key.
+answers (a bare liveness answer), `/readyz`, `/livez` and the demo page stay open; everything else needs a key.
 """
 
 from __future__ import annotations
@@ -31,8 +31,10 @@ from urllib.parse import parse_qs, urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-#: Paths that answer without a key: liveness and readiness (BentoML's probes) and the bare `GET /`.
-OPEN_PATHS = frozenset({"/", "/readyz", "/livez", "/healthz"})
+#: Paths that answer without a key: liveness and readiness (BentoML's probes), the bare `GET /`, and the web
+#: demo's static page and assets (no data: the page asks for a key and sends it with every call).
+OPEN_PATHS = frozenset({"/", "/readyz", "/livez", "/healthz", "/demo"})
+OPEN_PREFIXES = ("/demo/static/",)
 #: HTTP routes that run the model: they count against the queue.
 MODEL_PATHS = ("/predict-",)
 DEFAULT_MAX_QUEUE = DEFAULT_MAX_STREAMS = 8
@@ -150,10 +152,11 @@ class AccessGuard:
         key = self._key(scope, headers)
         authorized = self.policy.authorized(key)
         scope.setdefault("state", {})["authenticated"] = authorized or not self.policy.keys_on
-        if self.policy.keys_on and not authorized and path not in OPEN_PATHS:
+        open_path = path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+        if self.policy.keys_on and not authorized and not open_path:
             return await self._refuse(scope, send, 401, "a valid API key is required "
                                       "(Authorization: Bearer <key> or X-API-Key)", {"WWW-Authenticate": "Bearer"})
-        if self.limiter is not None and path not in OPEN_PATHS:
+        if self.limiter is not None and not open_path:
             client = f"key:{digest(key)}" if authorized else f"ip:{(scope.get('client') or ('?', 0))[0]}"
             if wait := self.limiter.take(client):
                 return await self._refuse(scope, send, 429, "rate limit exceeded (EMOTION_RATE_LIMIT)",

@@ -10,6 +10,8 @@ that can't be decoded by `_predict`, both with a 4xx `ErrorResponse`.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from starlette.responses import JSONResponse
 from emotion_core.audio import AudioError, AudioTooLongError, load_audio
 from emotion_core.encoders.onnx.export import machine_identity
 from emotion_core.labels import EMOTIONS, MUSIC_MOODS
+from emotion_core.serving.limits import MODEL_THREADS
 from emotion_core.serving.openapi import OpenAPIDocs, also_returns
 from emotion_core.serving.predictor import NoSpeechError, Predictor
 from emotion_core.serving.schemas import (
@@ -34,7 +37,7 @@ from emotion_core.serving.schemas import (
     Timeline,
 )
 from emotion_core.serving.security import AccessGuard
-from emotion_core.serving.streaming import StreamError, StreamSession
+from emotion_core.serving.streaming import MAX_MESSAGE_BYTES, StreamError, StreamSession
 from emotion_core.serving.timeline import build_timeline
 from emotion_core.serving.upload_guard import UploadGuard, error
 from emotion_core.serving.web import mount_demo
@@ -49,10 +52,32 @@ app = FastAPI(
 mount_demo(app)  # GET /demo: the web demo (emotion_core/serving/web/)
 
 
+def _limit_websocket_frames(max_bytes: int = MAX_MESSAGE_BYTES) -> None:
+    """uvicorn buffers a WebSocket message up to its `ws_max_size` (16 MiB) before the app sees a byte, and
+    BentoML has no setting for it: lower the default of the worker's uvicorn config (built after this module
+    is imported) so an oversized frame is refused by the server (close 1009) while it is still arriving."""
+    import uvicorn.config  # the serving worker's web server; imported here only to change its default
+
+    init = uvicorn.config.Config.__init__
+    if getattr(init, "limits_frames", False):
+        return
+
+    @functools.wraps(init)
+    def limited(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        kwargs.setdefault("ws_max_size", max_bytes)
+        init(self, *args, **kwargs)
+
+    limited.limits_frames = True  # type: ignore[attr-defined]
+    uvicorn.config.Config.__init__ = limited
+
+
+_limit_websocket_frames()
+
+
 # threads=2: two predictions in flight per worker (the model code is thread-safe: bench/loadtest.py checks
 # every answer under load). It gains what adaptive batching gains (docs/performance.md) without making the
 # API list-in/list-out.
-@bentoml.service(name="emotion_detector", traffic={"timeout": 120}, http={"port": 8000}, threads=2)
+@bentoml.service(name="emotion_detector", traffic={"timeout": 120}, http={"port": 8000}, threads=MODEL_THREADS)
 @bentoml.asgi_app(app, path="/")
 class EmotionService:
     def __init__(self) -> None:
@@ -123,7 +148,7 @@ class EmotionService:
             model_version=None if info["model_version"] is None else str(info["model_version"]),
             model_name=name or None, model_alias=alias or None, temperature=info["temperature"],
             uptime_seconds=round(time.time() - self.started, 1), runtime=info["runtime"],
-            int8_variant=info["int8_variant"], cpu=machine_identity()["cpu"],
+            int8_variant=info["int8_variant"], cpu=machine_identity()["cpu"], model_verified=info["model_verified"],
         )
 
     @app.get("/emotions/", response_model=EmotionsResponse)
@@ -140,11 +165,18 @@ class EmotionService:
     async def stream(self, websocket: WebSocket) -> None:
         """Rolling predictions over a live 16 kHz PCM16 stream (protocol: docs/streaming.md)."""
         await websocket.accept()
-        session = StreamSession(self.predictor, self.predictor.limits.max_audio_seconds)
+        session = StreamSession(self.predictor)
         await websocket.send_json(session.ready())
+        idle = self.predictor.limits.stream_idle_seconds
         try:
             while True:
-                message = await websocket.receive()
+                wait = min(idle, session.wall_seconds_left())
+                try:
+                    message = await asyncio.wait_for(websocket.receive(), timeout=max(0.0, wait))
+                except TimeoutError:
+                    raise StreamError(f"nothing received for {idle:g} s: closed" if wait == idle else
+                                      f"stream open longer than {session.limits.stream_wall_seconds:g} s: "
+                                      "open a new one", 1008) from None
                 if message["type"] == "websocket.disconnect":
                     return
                 if message.get("bytes") is not None:  # the model runs in a thread: the event loop stays free
@@ -162,7 +194,6 @@ class EmotionService:
             await websocket.close(exc.code)
         except WebSocketDisconnect:
             pass
-
 
 EmotionService.add_asgi_middleware(AccessGuard)  # first: keys, rate and queue before any body is read
 EmotionService.add_asgi_middleware(UploadGuard)

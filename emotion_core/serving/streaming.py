@@ -3,17 +3,21 @@
 Every `hop` seconds of received audio the last `window` seconds are judged, if the VAD heard at least
 `MIN_VOICED` s of speech in them (no prediction on silence: a `no_speech` message instead); when an utterance
 ends (`min_silence` of quiet) it is sent as a `segment`, with the same boundaries the timeline would give.
-Time is stream time (samples received), not wall-clock, so results do not depend on network timing.
+Time is stream time (samples received), not wall-clock, so results do not depend on network timing; the
+wall clock only polices the client: audio may arrive at most `MAX_SPEED` × real time (after a first
+`BURST_SECONDS`), and a session lasts at most `Limits.stream_wall_seconds`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import Any, Callable
 
 import numpy as np
 
 from emotion_core.audio import AudioError, load_pcm16
 from emotion_core.features import SAMPLE_RATE
+from emotion_core.serving.limits import Limits
 from emotion_core.serving.predictor import MIN_SECONDS, Predictor
 from emotion_core.serving.schemas import StreamPrediction, StreamSegment
 from emotion_core.serving.timeline import segment_probabilities, timeline_segment
@@ -22,7 +26,9 @@ from emotion_core.serving.vad import Segment, Segmenter
 STREAM_WINDOW_SECONDS = 3.0
 HOP_SECONDS = 0.5
 MIN_VOICED = 0.2  # seconds of VAD speech a window needs before it is judged
-MAX_MESSAGE_BYTES = 1 << 20  # 32 s of audio per message is plenty
+MAX_MESSAGE_BYTES = 1 << 20  # 32 s of audio per message is plenty (also the server's frame limit)
+MAX_SPEED = 2.0  # a live stream arrives in real time; twice that leaves room for network jitter
+BURST_SECONDS = 5.0  # audio a client may send at once at the start (what it buffered while connecting)
 
 
 class StreamError(AudioError):
@@ -32,9 +38,12 @@ class StreamError(AudioError):
 
 
 class StreamSession:
-    def __init__(self, predictor: Predictor, max_seconds: float,
-                 window: float = STREAM_WINDOW_SECONDS, hop: float = HOP_SECONDS) -> None:
-        self.predictor, self.max_seconds, self.window, self.hop = predictor, max_seconds, window, hop
+    def __init__(self, predictor: Predictor, limits: Limits | None = None, window: float = STREAM_WINDOW_SECONDS,
+                 hop: float = HOP_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+        self.predictor, self.window, self.hop, self.clock = predictor, window, hop, clock
+        self.limits = limits or predictor.limits
+        self.max_seconds = self.limits.max_audio_seconds
+        self.opened = clock()
         self.segmenter = Segmenter()
         self.received = 0  # samples
         self._buf, self._buf_start = np.zeros(0, np.float32), 0  # recent audio, and its first sample's index
@@ -43,7 +52,12 @@ class StreamSession:
     def ready(self) -> dict[str, Any]:
         return {"type": "ready", "sample_rate": SAMPLE_RATE, "encoding": "pcm_s16le", "channels": 1,
                 "window": self.window, "hop": self.hop, "max_seconds": self.max_seconds,
-                "max_message_bytes": MAX_MESSAGE_BYTES}
+                "max_message_bytes": MAX_MESSAGE_BYTES, "max_speed": MAX_SPEED,
+                "idle_seconds": self.limits.stream_idle_seconds, "wall_seconds": self.limits.stream_wall_seconds}
+
+    def wall_seconds_left(self) -> float:
+        """Wall-clock seconds this session may still stay open (the service closes it at 0)."""
+        return self.limits.stream_wall_seconds - (self.clock() - self.opened)
 
     def push(self, data: bytes) -> list[dict[str, Any]]:
         """A binary message: raw PCM16 LE mono 16 kHz. Returns the messages to send, in order."""
@@ -54,8 +68,12 @@ class StreamSession:
         if not data:
             return []
         samples = load_pcm16(data)  # 16 kHz already: no resampling, just int16 → float32
-        if (self.received + len(samples)) / SAMPLE_RATE > self.max_seconds:
+        total = (self.received + len(samples)) / SAMPLE_RATE
+        if total > self.max_seconds:
             raise StreamError(f"stream longer than {self.max_seconds:g} s: open a new one", 1008)
+        if total > BURST_SECONDS + MAX_SPEED * (self.clock() - self.opened):
+            raise StreamError(f"audio arrives faster than {MAX_SPEED:g}x real time: stream it live, or upload "
+                              "the recording to /predict-timeline/", 1008)
         self._buf = np.concatenate([self._buf, samples])
         self.received += len(samples)
         out = [self._segment(s) for s in self.segmenter.push(samples)]

@@ -42,13 +42,27 @@ def speech_shares(judged: list[tuple[str, float]]) -> dict[str, float]:
     return {e: min(1.0, max(0.0, t / speech)) if speech else 0.0 for e, t in seconds.items()}
 
 
+def merge_closest(segments: list[Segment], budget: int) -> list[Segment]:
+    """At most `budget` segments: past it, the utterances separated by the shortest pauses are joined (the
+    pause becomes part of the joined utterance), so the cost of a timeline is bounded by the budget."""
+    if len(segments) <= budget:
+        return segments
+    gaps = sorted(range(len(segments) - 1), key=lambda i: (segments[i + 1].start - segments[i].end, i))
+    joined = set(gaps[: len(segments) - budget])  # join segment i with i + 1
+    merged = [segments[0]]
+    for i, segment in enumerate(segments[1:]):
+        merged[-1:] = [Segment(merged[-1].start, segment.end)] if i in joined else [merged[-1], segment]
+    return merged
+
+
 def build_timeline(predictor: Predictor, audio: np.ndarray) -> Timeline:
     """Segments (start/end in s, emotion, confidence, music mood), the share of speech time per emotion,
-    and an overall prediction (segment probabilities averaged by duration)."""
+    and an overall prediction (segment probabilities averaged by duration). At most
+    `limits.max_segments` segments (`merge_closest`)."""
     duration = len(audio) / SAMPLE_RATE
     if duration < MIN_SECONDS:
         raise AudioError(f"audio too short: {duration:.2f} s < {MIN_SECONDS} s")
-    segments = [s for s in speech_segments(audio) if s.duration > 0]
+    segments = merge_closest([s for s in speech_segments(audio) if s.duration > 0], predictor.limits.max_segments)
     probs = [segment_probabilities(predictor, audio, s) for s in segments]
     items = [timeline_segment(s, p) for s, p in zip(segments, probs)]
     speech = sum(s.duration for s in segments)

@@ -1,18 +1,22 @@
 """Keys, CORS and the rate limit against a REAL `bentoml serve` started with them on (EMOTION_API_KEYS,
 EMOTION_CORS_ORIGINS, EMOTION_RATE_LIMIT): nothing is served without a key, `GET /` stays a bare liveness
-answer, the WebSocket takes the key as a token, and a burst past the limit gets 429 with Retry-After."""
+answer, the WebSocket takes the key as a token, a burst past the limit gets 429 with Retry-After, and the web
+demo asks for the key and uses it."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Iterator
 
 import httpx
 import pytest
+import soundfile as sf
 from httpx_ws import WebSocketUpgradeError, connect_ws
 
 from bench.server import serving
+from tests.integration._node import TS_DIR, chromium, node, package, run_json
 
 KEY = "integration-test-key"
 ORIGIN = "https://app.example"
@@ -65,3 +69,25 @@ def test_cors_preflight_and_a_burst_past_the_rate_limit(guarded: str) -> None:
         assert statuses <= {200, 429} and 429 in statuses, statuses
         limited = next(r for r in answers if r.status_code == 429)
         assert int(limited.headers["retry-after"]) >= 1 and limited.json()["status"] == "error"
+
+
+def test_web_demo_asks_for_the_key_and_uses_it(guarded: str, angry_clip: Path, tmp_path: Path) -> None:
+    """The demo page is open; with keys on it shows its key field, and with the key typed in, an upload and
+    the live WebSocket stream both work (real Chromium, as tests/integration/test_web_demo.py)."""
+    node(), chromium()
+    package("playwright-core")
+    with httpx.Client(base_url=guarded, timeout=60) as client:
+        answer = client.post("/predict-emotion/", files={"file": (angry_clip.name, angry_clip.read_bytes())},
+                             headers={"X-API-Key": KEY}).json()
+    mic = tmp_path / "microphone.wav"
+    audio, rate = sf.read(angry_clip, dtype="float32")
+    sf.write(mic, audio, rate, subtype="PCM_16")
+    plan = {"baseUrl": guarded, "chromium": str(chromium()), "uploads": [{"path": str(angry_clip)}],
+            "microphoneWav": str(mic), "streamWav": str(mic), "apiKey": KEY, "recordMs": 2000}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    out = run_json(TS_DIR / "tests" / "web_demo.mjs", str(tmp_path / "plan.json"), timeout=300)
+    assert out["key"] == {"formShown": True, "status": "Key accepted."}, out["key"]
+    assert out["uploads"][0]["emotion"] == answer["emotion"] and out["uploads"][0]["state"] == "done", out["uploads"]
+    assert out["microphone"]["emotion"], out["microphone"]
+    assert out["stream"]["predictions"] >= 2 and out["stream"]["state"] == "ended", out["stream"]
+    assert out["blocked"] == [] and out["consoleErrors"] == [], out

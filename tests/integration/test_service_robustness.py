@@ -8,6 +8,7 @@ import io
 import math
 import os
 import struct
+import time
 from pathlib import Path
 
 import httpx
@@ -210,13 +211,15 @@ def test_timeline(client: httpx.Client, predictor: Predictor, recording) -> None
     assert body["overall"]["status"] == "success"
 
 
-def stream(server: str, chunks: list[bytes], end: bool = True) -> tuple[list[dict], int | None]:
-    """Send `chunks` on /ws/stream (then `{"type": "end"}`); every message until the server closes, and its code."""
+def stream(server: str, chunks: list[bytes], end: bool = True, pace: float = 0.0) -> tuple[list[dict], int | None]:
+    """Send `chunks` on /ws/stream (then `{"type": "end"}`), waiting `pace` × each chunk's duration after it;
+    every message until the server closes, and its code."""
     messages, code = [], None
     with httpx.Client(timeout=120) as http, connect_ws(server.replace("http", "ws", 1) + "/ws/stream", http) as ws:
         messages.append(ws.receive_json())
         for chunk in chunks:
             ws.send_bytes(chunk)
+            time.sleep(pace * len(chunk) / 2 / SAMPLE_RATE)
         if end:
             ws.send_json({"type": "end"})
         try:
@@ -231,7 +234,8 @@ def test_websocket_stream(server: str, recording) -> None:
     audio, truth = recording
     pcm = pcm16(audio)
     step = SAMPLE_RATE // 4 * 2  # 0.25 s chunks, as a phone would send them
-    messages, code = stream(server, [pcm[i : i + step] for i in range(0, len(pcm), step)])
+    # at 1.8x real time: the server closes a stream that runs faster than 2x (tests/integration/test_hostile_client.py)
+    messages, code = stream(server, [pcm[i : i + step] for i in range(0, len(pcm), step)], pace=1 / 1.8)
     assert code == 1000
     assert messages[0]["type"] == "ready" and messages[0]["sample_rate"] == 16000 and messages[0]["hop"] == 0.5
     assert messages[-1] == {"type": "end", "duration": round(len(audio) / SAMPLE_RATE, 3)}
@@ -249,7 +253,6 @@ def test_websocket_stream(server: str, recording) -> None:
 
 @pytest.mark.parametrize("chunks,code,words", [
     ([b"\x00" * 3], 1003, "whole 2-byte samples"),
-    ([b"\x00" * (2 * MB)], 1009, "at most"),
 ])
 def test_websocket_errors(server: str, chunks: list[bytes], code: int, words: str) -> None:
     messages, closed = stream(server, chunks, end=False)

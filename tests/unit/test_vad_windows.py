@@ -114,3 +114,42 @@ def test_a_timeline_of_hundreds_of_segments_keeps_its_schema():
     Timeline(status="success", duration=600.0, speech_seconds=195.0, segments=[], distribution=share, overall=None)
     mixed = speech_shares([("sad", 0.3), ("happy", 0.6)] * 325)
     assert abs(sum(mixed.values()) - 1.0) < 1e-12 and all(0.0 <= v <= 1.0 for v in mixed.values())
+
+
+def test_merge_closest_keeps_a_timeline_within_its_budget():
+    """650 bursts → at most the budget: the shortest pauses are joined first, order and span are kept."""
+    from emotion_core.serving.timeline import merge_closest
+
+    rng = np.random.default_rng(0)
+    starts = np.cumsum(0.3 + rng.uniform(0.2, 1.0, 650))
+    segments = [Segment(float(s), float(s) + 0.3) for s in starts]
+    merged = merge_closest(segments, 200)
+    assert len(merged) == 200
+    assert merged[0].start == segments[0].start and merged[-1].end == segments[-1].end
+    assert all(a.end < b.start for a, b in zip(merged, merged[1:]))  # disjoint, in order
+    pauses = sorted(b.start - a.end for a, b in zip(segments, segments[1:]))
+    kept = sorted(b.start - a.end for a, b in zip(merged, merged[1:]))
+    assert np.allclose(kept, pauses[-199:])  # the 199 longest pauses are the ones left
+    assert merge_closest(segments[:5], 200) == segments[:5]
+    assert merge_closest(segments[:5], 1) == [Segment(segments[0].start, segments[4].end)]
+
+
+def test_a_stream_may_not_outrun_real_time_nor_outstay_its_wall_clock():
+    """After a 5 s burst, audio may arrive at most 2x real time (else close 1008); the session's wall-clock
+    allowance counts down. Silence only: no prediction (and no model) is needed."""
+    from emotion_core.serving.limits import Limits
+    from emotion_core.serving.streaming import BURST_SECONDS, MAX_SPEED, StreamError, StreamSession
+
+    now = [100.0]
+    session = StreamSession(None, Limits(stream_wall_seconds=30.0), clock=lambda: now[0])  # type: ignore[arg-type]
+    second = np.zeros(SAMPLE_RATE, "<i2").tobytes()
+    for _ in range(int(BURST_SECONDS)):
+        session.push(second)  # the burst: 5 s at once
+    now[0] += 2.0
+    for _ in range(int(2.0 * MAX_SPEED)):
+        session.push(second)  # 2 s later, 4 s more: exactly 2x
+    with pytest.raises(StreamError, match="faster than 2x real time") as exc:
+        session.push(second)
+    assert exc.value.code == 1008
+    assert session.wall_seconds_left() == pytest.approx(28.0)
+    assert session.ready()["max_speed"] == MAX_SPEED and session.ready()["idle_seconds"] == 20.0

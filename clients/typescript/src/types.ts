@@ -62,6 +62,8 @@ export interface HealthResponse {
   int8_variant: string | null;
   /** The CPU model this server runs on. */
   cpu: string | null;
+  /** Whether the model's files matched the sha256 recorded when it was written (false: a model from before checksums were recorded). */
+  model_verified: boolean | null;
 }
 
 /** Internal Server Error */

@@ -6,7 +6,8 @@
 // plan.json: {"baseUrl": "http://127.0.0.1:PORT", "chromium": "/usr/bin/chromium",
 //             "uploads": [{"path": "/abs/clip.flac", "screenshot": "/abs/out.png"}, ...],
 //             "microphoneWav": "/abs/clip.wav" | null, "timelinePath": "/abs/long.wav" | null,
-//             "streamWav": "/abs/clip.wav" | null, "screenshotDir": "/abs/dir"}
+//             "streamWav": "/abs/clip.wav" | null, "screenshotDir": "/abs/dir",
+//             "apiKey": "key typed into the page's key field" | null}
 //
 // Every request the page makes is recorded; any to a host other than the service's is aborted and listed.
 
@@ -29,7 +30,7 @@ const args = [
 if (plan.microphoneWav) args.push(`--use-file-for-fake-audio-capture=${plan.microphoneWav}`);
 
 const userDataDir = mkdtempSync(join(tmpdir(), "web-demo-chromium-"));
-const out = { requests: [], blocked: [], consoleErrors: [], uploads: [], microphone: null, timeline: null, stream: null, keyboard: null };
+const out = { requests: [], blocked: [], consoleErrors: [], uploads: [], microphone: null, timeline: null, stream: null, keyboard: null, key: null };
 
 const context = await chromium.launchPersistentContext(userDataDir, {
   executablePath: plan.chromium, headless: true, args, ignoreDefaultArgs: ["--mute-audio"],
@@ -56,6 +57,15 @@ try {
 
   await page.goto(new URL("/demo", service).href);
   await page.waitForSelector("html[data-ready='true']");
+
+  const keyFormShown = await page.$eval("#key-form", (el) => !el.hidden);
+  if (plan.apiKey) {
+    const asked = await page.$eval("#key-status", (el) => el.textContent.trim());
+    await page.fill("#api-key", plan.apiKey);
+    await page.click("#key-button");
+    await page.waitForFunction((before) => document.getElementById("key-status").textContent.trim() !== before, asked);
+  }
+  out.key = { formShown: keyFormShown, status: await page.$eval("#key-status", (el) => el.textContent.trim()) };
 
   const count = () => page.$eval("#result", (el) => Number(el.dataset.count));
   const readResult = () => page.$eval("#result", (el) => {

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import importlib.metadata
 import io
 import json
@@ -43,6 +42,7 @@ import torch
 from emotion_core import config as project_config
 from emotion_core import features
 from emotion_core.encoders import whisper
+from emotion_core.integrity import sha256
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +90,6 @@ def machine_identity() -> dict[str, object]:
                 flags = set(value.split())
     return {"cpu": cpu or platform.processor() or "unknown", "isa": [f for f in ISA_FLAGS if f in flags],
             "onnxruntime": _versions()["onnxruntime"]}
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _versions() -> dict[str, str]:

@@ -45,6 +45,7 @@ from emotion_core.encoders.onnx.export import (
     TOTAL_STATES,
     model_filename,
 )
+from emotion_core.integrity import IntegrityError, sha256
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +203,10 @@ class OnnxWhisperEncoder(SpeechEncoder):
         onnx_dir = onnx_dir or os.environ.get("EMOTION_ONNX_DIR") or None
         shipped = Path(onnx_dir) / model_filename(self.num_layers, precision) if onnx_dir else None
         self.model_path = shipped if shipped and shipped.is_file() else exported_model(self.num_layers, precision, cache_root)
+        self.build = export.read_sidecar(self.model_path)
+        if self.build and self.build.get("sha256") and sha256(self.model_path) != self.build["sha256"]:
+            raise IntegrityError(f"{self.model_path} differs from the sha256 its sidecar recorded at export: delete "
+                                 f"it and its .json (`make export` rebuilds them)")
         self.threads = threads or default_threads()
         self.session = ort.InferenceSession(str(self.model_path), session_options(self.threads),
                                             providers=["CPUExecutionProvider"])
@@ -212,7 +217,6 @@ class OnnxWhisperEncoder(SpeechEncoder):
         #: The int8 variant in the file (None for fp32) and how it was chosen (its sidecar; None for a shipped file
         #: that came without one).
         self.variant = stored.get(export.META_VARIANT)
-        self.build = export.read_sidecar(self.model_path)
         self._max_mel_frames = MAX_MEL_FRAMES
         if warmup:  # first-run allocations and kernel selection happen here, not in the first request
             self.encode(np.zeros(3 * features.SAMPLE_RATE, np.float32) + 1e-3)

@@ -31,6 +31,9 @@ function byId(id, type) {
 }
 
 const ui = {
+  keyForm: byId("key-form", HTMLFormElement),
+  apiKey: byId("api-key", HTMLInputElement),
+  keyStatus: byId("key-status", HTMLElement),
   form: byId("upload-form", HTMLFormElement),
   file: byId("file-input", HTMLInputElement),
   analyze: byId("analyze-button", HTMLButtonElement),
@@ -66,6 +69,46 @@ const seconds = (s) => `${s.toFixed(1)} s`;
 /** One colour per emotion, by its place in EMOTIONS (so no label is retyped here). @param {string} emotion */
 const colour = (emotion) => `hsl(${Math.round((EMOTIONS.indexOf(/** @type {any} */ (emotion)) * 360) / EMOTIONS.length)} 65% 45%)`;
 
+// ------------------------------------------------------------------------------------------- API key
+
+// When the service has keys on (EMOTION_API_KEYS), every call carries the one typed here; it is kept in
+// sessionStorage (this tab only), never in the page's URL.
+const KEY_STORAGE = "emotion-demo-api-key";
+const apiKey = () => sessionStorage.getItem(KEY_STORAGE) ?? "";
+/** @returns {Record<string, string>} */
+const authHeaders = () => (apiKey() ? { authorization: `Bearer ${apiKey()}` } : {});
+
+/** @param {string} message */
+function askForKey(message) {
+  ui.keyForm.hidden = false;
+  ui.keyStatus.textContent = message;
+  ui.keyStatus.className = "error";
+  ui.apiKey.focus();
+}
+
+/** `GET /` answers a bare liveness answer without a valid key when keys are on, the model details with one. */
+async function checkKey() {
+  try {
+    const response = await fetch("/", { headers: { accept: "application/json", ...authHeaders() } });
+    const body = await response.json();
+    if (body && typeof body === "object" && !("model_uri" in body)) {
+      askForKey(apiKey() ? "That key was not accepted." : "This server needs an API key.");
+    } else if (apiKey()) {
+      ui.keyStatus.textContent = "Key accepted.";
+      ui.keyStatus.className = "muted";
+    }
+  } catch {
+    // the service is unreachable: every call will say so
+  }
+}
+
+ui.keyForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  sessionStorage.setItem(KEY_STORAGE, ui.apiKey.value.trim());
+  ui.apiKey.value = "";
+  void checkKey();
+});
+
 // ------------------------------------------------------------------------------------------- API
 
 /**
@@ -78,7 +121,8 @@ const colour = (emotion) => `hsl(${Math.round((EMOTIONS.indexOf(/** @type {any} 
 async function upload(endpoint, blob, filename) {
   const form = new FormData();
   form.append(endpoint.uploads?.[0] ?? "file", blob, filename);
-  const response = await fetch(endpoint.path, { method: endpoint.method, body: form, headers: { accept: "application/json" } });
+  const response = await fetch(endpoint.path, { method: endpoint.method, body: form,
+    headers: { accept: "application/json", ...authHeaders() } });
   /** @type {any} */
   let body = null;
   try {
@@ -88,6 +132,7 @@ async function upload(endpoint, blob, filename) {
   }
   if (!response.ok) {
     const detail = body && typeof body.detail === "string" ? body.detail : response.statusText;
+    if (response.status === 401) askForKey("This server needs a valid API key.");
     throw new Error(`${detail} (HTTP ${response.status})`);
   }
   return body;
@@ -423,6 +468,7 @@ function startLive() {
   if (!route) return;
   const url = new URL(route.path, location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  if (apiKey()) url.searchParams.set("token", apiKey()); // a browser's WebSocket cannot send a header
   const socket = new WebSocket(url);
   live = { socket, context: null, stream: null };
   ui.live.dataset.predictions = "0";
@@ -461,4 +507,6 @@ if (WEBSOCKETS.stream && "AudioWorkletNode" in window && typeof navigator.mediaD
 }
 
 buildChart();
-document.documentElement.dataset.ready = "true";
+void checkKey().then(() => {
+  document.documentElement.dataset.ready = "true";
+});
