@@ -25,7 +25,7 @@ BIN := $(VENV)/bin
 CONFIG ?= default
 RUN := $(BIN)/python -m
 
-.PHONY: install prepare embed train evaluate crossval tune ablate notebooks register all serve build mlflow-ui test test-unit \
+.PHONY: install prepare embed train evaluate crossval crosscorpus robustness tune ablate notebooks register all serve build mlflow-ui test test-unit \
 	test-slow lint format docs loadtest bench export clients clients-deps
 
 install: $(VENV)/.installed
@@ -94,6 +94,10 @@ $(TS)/node_modules/.package-lock.json: $(TS)/package.json $(TS)/package-lock.jso
 	if command -v npm >/dev/null; then cd $(TS) && npm ci --no-audit --no-fund --loglevel=error; fi
 ablate: install
 	$(RUN) pipelines.ablate
+crosscorpus: install
+	$(RUN) pipelines.crosscorpus
+robustness: install
+	$(RUN) pipelines.robustness --config $(CONFIG)
 docs: install
 	$(RUN) pipelines.docs
 notebooks: install

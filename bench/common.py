@@ -20,7 +20,7 @@ from emotion_core.audio import load_audio
 from emotion_core.config import data_dir
 from emotion_core.data import read_ravdess
 from emotion_core.encoders.onnx.export import machine_identity
-from emotion_core.serving.vad import speech_segments
+from emotion_core.vad import speech_segments
 
 BIN = Path(sys.executable).parent
 LENGTHS = (1, 3, 10)

@@ -99,8 +99,9 @@ class DataConfig(_Section):
     train_split: float = Field(0.8, gt=0.0, le=1.0)
     #: The held-out actor fold(s) evaluated, from folds.csv (1..6).
     test_folds: list[int] = []
-    #: Extra corpora that only ever train (never validate or test): `tess` ($EMOTION_DATA_DIR/tess).
-    extra_train: list[Literal["tess"]] = []
+    #: Extra corpora that only ever train (never validate or test), from `emotion_core.data.corpora.CORPORA`:
+    #: `tess`, `turev` ($EMOTION_DATA_DIR/<name>).
+    extra_train: list[Literal["tess", "turev"]] = []
 
 
 class EncoderConfig(_Section):
@@ -150,9 +151,15 @@ class TrainConfig(_Section):
     #: beside the clips (`EmbeddingCache.attach_speed_variants`); per epoch each training clip is drawn
     #: from itself and its copies. Validation, test and serving read the clips as recorded.
     speed_perturb: list[float] = []
+    #: Recording-condition augmentation (e.g. [babble-10db, telephone]): keys of `degrade.CONDITIONS`, each one
+    #: more cached encoder pass, drawn per epoch like the speed copies.
+    augment: list[str] = []
     #: Cross-validation only: heads per fold (each with its own validation actors and seed, logits
     #: averaged), measuring what an ensemble would add; the served model (`train`) is one head.
     ensemble: int = Field(1, ge=1)
+    #: With several corpora in training: `natural` draws every clip once per epoch; `balanced` draws each
+    #: corpus equally often (the small ones oversampled), the epoch keeping its size.
+    corpus_sampling: Literal["natural", "balanced"] = "natural"
     num_threads: int | None = None
 
 
@@ -169,10 +176,19 @@ def stable_hash(value: Any, length: int = 12) -> str:
     return hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()[:length]
 
 
+#: Settings added after results were stored, with the value that behaves exactly as before they existed: at
+#: that value they are left out of the fingerprint, so the stored results stay valid.
+FINGERPRINT_NEUTRAL: dict[tuple[str, str], Any] = {("train", "corpus_sampling"): "natural", ("train", "augment"): []}
+
+
 def fingerprint(cfg: ExperimentConfig) -> str:
     """What a result was measured with: a hash of the config's settings (not its name). Stored results
     (ablation rows, tuning studies) are reused only while it matches."""
-    return stable_hash(cfg.model_dump(exclude={"name"}))
+    settings = cfg.model_dump(exclude={"name"})
+    for (section, key), neutral in FINGERPRINT_NEUTRAL.items():
+        if settings[section].get(key) == neutral:
+            del settings[section][key]
+    return stable_hash(settings)
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

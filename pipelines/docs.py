@@ -12,7 +12,12 @@ import sys
 from bench.report import readme_text as benchmark_text
 from emotion_core.config import EXPERIMENTS_DIR, REPORTS_DIR
 from emotion_core.research import ablation
-from emotion_core.research.reporting import GENERATED_BLOCKS, cv_readme_text, update_generated_section
+from emotion_core.research.reporting import (
+    GENERATED_BLOCKS,
+    crosscorpus_readme_text,
+    cv_readme_text,
+    update_generated_section,
+)
 from emotion_core.research.tuning.report import readme_line
 
 
@@ -24,6 +29,8 @@ def expected_blocks() -> dict[str, str]:
     out = {}
     if cv := report(REPORTS_DIR / "default" / "cv.json"):
         out["evaluation"] = cv_readme_text(cv)
+    if cross := report(REPORTS_DIR / "default" / "crosscorpus.json"):
+        out["crosscorpus"] = crosscorpus_readme_text(cross)
     if bench := report(REPORTS_DIR / "benchmark.json"):
         out["benchmark"] = benchmark_text(bench)
     if tune := report(REPORTS_DIR / "default" / "tune.json"):

@@ -8,11 +8,11 @@ from pathlib import Path
 import pandas as pd
 
 from emotion_core.config import DataConfig, ExperimentConfig, cache_dir, data_dir
+from emotion_core.data.corpora import CORPORA
 from emotion_core.data.hf import read_hf_dataset
 from emotion_core.data.manifest import sort_manifest, write_manifest_csv
 from emotion_core.data.ravdess import read_ravdess
 from emotion_core.data.splits import cap_samples
-from emotion_core.data.tess import read_tess
 
 
 def read_corpus(cfg: DataConfig) -> pd.DataFrame:
@@ -41,8 +41,7 @@ def load_manifest(cfg: DataConfig, seed: int = 0) -> pd.DataFrame:
         df = df[df["actor"].isin(wanted).fillna(False).to_numpy(dtype=bool)]
     df = cap_samples(sort_manifest(df), cfg.max_samples, seed=seed)
     if cfg.extra_train:  # no fold → `split_actors` always puts these rows in training
-        extra = [read_tess(data_dir() / "tess") for corpus in cfg.extra_train if corpus == "tess"]
-        df = pd.concat([df, *extra], ignore_index=True)
+        df = pd.concat([df, *(CORPORA[name].read() for name in cfg.extra_train)], ignore_index=True)
     return df
 
 

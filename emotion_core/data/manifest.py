@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
+import soundfile as sf
 
 from emotion_core.labels import EMOTION_TO_INDEX, EMOTIONS
 
@@ -94,6 +95,42 @@ def finalize_manifest(df: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"manifest clip_id values must be unique; duplicated: {sorted(set(dupes))[:5]}")
     extra = [c for c in out.columns if c not in MANIFEST_COLUMNS]
     return out[list(MANIFEST_COLUMNS) + extra].reset_index(drop=True)
+
+
+def read_corpus_folder(root: str | Path, corpus: str, title: str, scan, layouts: str) -> pd.DataFrame:
+    """A corpus folder as a raw manifest: its `manifest.csv` when there is one, else `scan(root)` (the original
+    download's names; rows with prefixed speakers, no actor, no fold); a clear error when neither finds clips."""
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"{title} folder {root} does not exist; {layouts}")
+    df = read_listed_corpus(root, corpus)
+    if df is None:
+        df = scan(root)
+    if df.empty:
+        raise FileNotFoundError(f"no {title} clips found under {root}; {layouts}")
+    return df
+
+
+def read_listed_corpus(root: Path, corpus: str) -> pd.DataFrame | None:
+    """A corpus folder's own `manifest.csv` (path relative to `root`, speaker, emotion[, duration_s]) as a
+    manifest: speakers prefixed with the corpus name, no actor, no fold. None when there is no such file."""
+    listing = root / "manifest.csv"
+    if not listing.is_file():
+        return None
+    df = pd.read_csv(listing, dtype={"speaker": str})
+    paths = [root / p for p in df["path"]]
+    if missing := [p for p in paths if not p.is_file()]:
+        raise FileNotFoundError(f"{len(missing)} clips listed in {listing} are missing, e.g. {missing[0]}")
+    df["path"] = [str(p) for p in paths]
+    df["clip_id"] = [p.stem for p in paths]
+    df["emotion"] = [normalize_emotion(e) or e for e in df["emotion"]]
+    if "duration_s" not in df.columns:
+        df["duration_s"] = [sf.info(str(p)).duration for p in paths]
+    df["speaker"] = [f"{corpus}_{s}" for s in df["speaker"]]
+    df["actor"] = pd.NA
+    df["fold"] = pd.NA
+    df["corpus"] = corpus
+    return df
 
 
 def sort_manifest(df: pd.DataFrame) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import soundfile as sf
 
-from emotion_core.data.manifest import finalize_manifest, normalize_emotion, sort_manifest
+from emotion_core.data.manifest import finalize_manifest, normalize_emotion, read_corpus_folder, sort_manifest
 
 CORPUS = "tess"
 _AUDIO_SUFFIXES = {".wav", ".flac"}
@@ -37,10 +37,13 @@ def _scan(root: Path) -> pd.DataFrame:
             {
                 "path": str(path),
                 "clip_id": path.stem,
-                "speaker": _SPEAKER_FIXES.get(speaker, speaker),
+                "speaker": f"{CORPUS}_{_SPEAKER_FIXES.get(speaker, speaker)}",
                 "word": "_".join(parts[1:-1]).lower(),
                 "emotion": emotion,
                 "duration_s": float(sf.info(str(path)).duration),
+                "actor": pd.NA,
+                "fold": pd.NA,
+                "corpus": CORPUS,
             }
         )
     if skipped:
@@ -50,28 +53,5 @@ def _scan(root: Path) -> pd.DataFrame:
 
 def read_tess(root: str | Path) -> pd.DataFrame:
     """Manifest of TESS clips under `root` (speaker `tess_OAF` / `tess_YAF`, actor and fold <NA>)."""
-    root = Path(root).expanduser().resolve()
-    if not root.is_dir():
-        raise FileNotFoundError(f"TESS folder {root} does not exist; {_LAYOUTS_HELP}")
-    if (root / "manifest.csv").is_file():
-        df = pd.read_csv(root / "manifest.csv")
-        paths = [root / p for p in df["path"]]
-        missing = [p for p in paths if not p.is_file()]
-        if missing:
-            raise FileNotFoundError(
-                f"{len(missing)} clips listed in {root / 'manifest.csv'} are missing, e.g. {missing[0]}"
-            )
-        df["path"] = [str(p) for p in paths]
-        df["clip_id"] = [p.stem for p in paths]
-        df["emotion"] = [normalize_emotion(e) or e for e in df["emotion"]]
-        if "duration_s" not in df.columns:
-            df["duration_s"] = [sf.info(str(p)).duration for p in paths]
-    else:
-        df = _scan(root)
-    if df.empty:
-        raise FileNotFoundError(f"no TESS clips found under {root}; {_LAYOUTS_HELP}")
-    df["speaker"] = [f"{CORPUS}_{s}" for s in df["speaker"]]
-    df["actor"] = pd.NA
-    df["fold"] = pd.NA
-    df["corpus"] = CORPUS
+    df = read_corpus_folder(root, CORPUS, "TESS", _scan, _LAYOUTS_HELP)
     return sort_manifest(finalize_manifest(df))

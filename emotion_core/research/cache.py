@@ -21,7 +21,8 @@ import torch
 from tqdm.auto import tqdm
 
 from emotion_core.audio import load_audio, speed_perturb
-from emotion_core.config import cache_dir
+from emotion_core.config import TrainConfig, cache_dir
+from emotion_core.degrade import CONDITIONS, babble_pool, degrade
 from emotion_core.encoders import SpeechEncoder
 from emotion_core.head.clip_features import ClipFeatures, extract_features
 
@@ -29,6 +30,11 @@ from emotion_core.head.clip_features import ClipFeatures, extract_features
 def encoder_cache_dir(encoder: SpeechEncoder) -> Path:
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", encoder.name).strip("_")
     return cache_dir() / "embeddings" / f"{slug}-{encoder.fingerprint[:12]}"
+
+
+def clip_seed(clip_id: str) -> int:
+    """A stable per-clip seed (the degradation of a clip is the same in every run and on every machine)."""
+    return int(hashlib.sha1(clip_id.encode()).hexdigest()[:8], 16)
 
 
 def clip_key(clip_id: str, path: str) -> str:
@@ -44,51 +50,65 @@ class EmbeddingCache:
         self.root = root or encoder_cache_dir(encoder)
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def path_for(self, clip_id: str, path: str, speed: float = 1.0) -> Path:
-        """The clip's file; a speed-perturbed copy (`speed` ≠ 1) sits beside it with the factor in its name."""
-        return self.root / f"{clip_key(clip_id, path)}{'' if speed == 1.0 else f'-speed{speed:g}'}.npz"
+    def path_for(self, clip_id: str, path: str, speed: float = 1.0, condition: str | None = None) -> Path:
+        """The clip's file; a speed-perturbed copy (`speed` ≠ 1) or a degraded one (`condition`, a key of
+        `degrade.CONDITIONS`) sits beside it with the factor or the condition in its name."""
+        suffix = ("" if speed == 1.0 else f"-speed{speed:g}") + ("" if condition is None else f"-{condition}")
+        return self.root / f"{clip_key(clip_id, path)}{suffix}.npz"
 
-    def build(self, manifest: pd.DataFrame, progress: bool = True, speed: float = 1.0) -> dict[str, int]:
+    def build(self, manifest: pd.DataFrame, progress: bool = True, speed: float = 1.0, condition: str | None = None,
+              babble: Sequence[np.ndarray] = ()) -> dict[str, int]:
         """Encode every manifest clip not cached yet (at `speed`: the waveform resampled first, see
-        `audio.speed_perturb`). Returns counts {"cached", "encoded"}."""
+        `audio.speed_perturb`; under `condition`: degraded first, seeded by the clip, `degrade.degrade` with
+        `babble` as the other voices). Returns counts {"cached", "encoded"}."""
         if getattr(self.encoder, "runtime", "torch") != "torch" and self.root == encoder_cache_dir(self.encoder):
             # The cache is keyed by the weights' fingerprint and every head is trained on it: it must hold the
             # fp32 torch features only (an int8 runtime's would silently mix in). Scratch roots are fine.
             raise ValueError(f"the embedding cache {self.root} holds fp32 torch features; build it with "
                              f"load_encoder({self.encoder.name!r}, runtime='torch'), not {self.encoder.runtime}")
-        todo = [row for row in manifest.itertuples() if not self.path_for(row.clip_id, row.path, speed).exists()]
-        desc = f"embed ({self.encoder.name}{'' if speed == 1.0 else f', speed {speed:g}'})"
+        todo = [row for row in manifest.itertuples()
+                if not self.path_for(row.clip_id, row.path, speed, condition).exists()]
+        desc = f"embed ({self.encoder.name}{'' if speed == 1.0 else f', speed {speed:g}'}{f', {condition}' if condition else ''})"
         for row in tqdm(todo, desc=desc, unit="clip", disable=not progress):
-            feats = extract_features(self.encoder, speed_perturb(load_audio(row.path), speed))
-            target = self.path_for(row.clip_id, row.path, speed)
+            audio = speed_perturb(load_audio(row.path), speed)
+            if condition is not None:
+                audio = degrade(audio, condition, seed=clip_seed(row.clip_id), babble=babble)
+            feats = extract_features(self.encoder, audio)
+            target = self.path_for(row.clip_id, row.path, speed, condition)
             tmp = target.with_suffix(f".{os.getpid()}.tmp.npz")
             np.savez(tmp, hidden=feats.hidden.numpy().astype(np.float16), mel=feats.mel.numpy().astype(np.float16))
             os.replace(tmp, target)  # atomic: readers never see half a file
         return {"cached": len(manifest) - len(todo), "encoded": len(todo)}
 
-    def iter(self, manifest: pd.DataFrame, progress: bool = False, speed: float = 1.0) -> Iterator[ClipFeatures]:
+    def iter(self, manifest: pd.DataFrame, progress: bool = False, speed: float = 1.0,
+             condition: str | None = None) -> Iterator[ClipFeatures]:
         """Cached features of each manifest row, one clip at a time (float16, as the encoder gave them)."""
-        missing = [r.clip_id for r in manifest.itertuples() if not self.path_for(r.clip_id, r.path, speed).exists()]
+        missing = [r.clip_id for r in manifest.itertuples() if not self.path_for(r.clip_id, r.path, speed, condition).exists()]
         if missing:
             raise FileNotFoundError(
                 f"{len(missing)} clips are not in the embedding cache {self.root} (e.g. {missing[0]}"
                 f"{'' if speed == 1.0 else f' at speed {speed:g}'}); run `python -m pipelines.embed` with the same config first"
             )
         for row in tqdm(list(manifest.itertuples()), desc="load cache", unit="clip", disable=not progress):
-            with np.load(self.path_for(row.clip_id, row.path, speed)) as z:
+            with np.load(self.path_for(row.clip_id, row.path, speed, condition)) as z:
                 yield ClipFeatures(hidden=torch.from_numpy(z["hidden"]), mel=torch.from_numpy(z["mel"]))
 
-    def attach_speed_variants(self, manifest: pd.DataFrame, clips: list[ClipFeatures], speeds: "Sequence[float]",
-                              frame_pool: int, progress: bool = False) -> list[ClipFeatures]:
-        """`clips` (the manifest's rows, pooled by `frame_pool`) with their speed-perturbed copies attached
-        as training variants, encoded first where the cache lacks them (one encoder pass per speed)."""
-        if not speeds:
+    def attach_variants(self, manifest: pd.DataFrame, clips: list[ClipFeatures], train: TrainConfig,
+                        frame_pool: int, progress: bool = False) -> list[ClipFeatures]:
+        """`clips` (the manifest's rows, pooled by `frame_pool`) with their training copies attached as
+        variants: speed-perturbed (`train.speed_perturb`) and degraded (`train.augment`, conditions of
+        `degrade.CONDITIONS`), each encoded once where the cache lacks it (one encoder pass per copy)."""
+        if unknown := sorted(set(train.augment) - set(CONDITIONS)):
+            raise ValueError(f"train.augment {unknown}: known conditions are {sorted(CONDITIONS)}")
+        copies = [{"speed": s} for s in train.speed_perturb] + [{"condition": c} for c in train.augment]
+        if not copies:
             return clips
-        per_speed = []
-        for speed in speeds:
-            self.build(manifest, progress=progress, speed=speed)
-            per_speed.append([c.pooled(frame_pool) for c in self.iter(manifest, speed=speed)])
-        return [replace(clip, variants=tuple(copies[i].pooled(clip.frame_pool, clip.mel_pool) for copies in per_speed))
+        babble = babble_pool() if any(CONDITIONS[c][0] == "babble" for c in train.augment) else ()
+        per_copy = []
+        for copy in copies:
+            self.build(manifest, progress=progress, babble=babble, **copy)
+            per_copy.append([c.pooled(frame_pool) for c in self.iter(manifest, **copy)])
+        return [replace(clip, variants=tuple(copies[i].pooled(clip.frame_pool, clip.mel_pool) for copies in per_copy))
                 for i, clip in enumerate(clips)]
 
     def load(self, manifest: pd.DataFrame, progress: bool = False, frame_pool: int = 1) -> list[ClipFeatures]:

@@ -26,7 +26,7 @@ from emotion_core.labels import EMOTIONS
 from emotion_core.research import metrics, probe, tracking
 from emotion_core.research.cache import EmbeddingCache, encoder_cache_dir
 from emotion_core.research.reporting import cv_markdown
-from emotion_core.research.training import fit
+from emotion_core.research.training import corpus_arguments, fit
 
 
 @dataclass
@@ -40,6 +40,8 @@ class FoldResult:
     probe_logits: np.ndarray | None = None
     #: The same models on the test clips' features from the served encoder runtime (ONNX int8), if given.
     served_logits: np.ndarray | None = None
+    #: The fold's heads (one per ensemble member), to score the test clips again (other recording conditions).
+    models: list = field(default_factory=list)
 
 
 def run_fold(cfg: ExperimentConfig, manifest: pd.DataFrame, clips: Sequence[ClipFeatures], fold: int,
@@ -57,7 +59,8 @@ def run_fold(cfg: ExperimentConfig, manifest: pd.DataFrame, clips: Sequence[Clip
         assert not set(actors[te]) & set(actors[np.concatenate([tr, va])]), "test actors leaked into training"
         result = fit([clips[i] for i in tr], y[tr], cfg.model, train_cfg,
                      val_clips=[clips[i] for i in va], val_labels=y[va] if len(va) else None,
-                     on_epoch=on_epoch if member == 0 else None, progress=progress, stats_memo=stats_memo)
+                     on_epoch=on_epoch if member == 0 else None, progress=progress, stats_memo=stats_memo,
+                     **corpus_arguments(manifest.iloc[tr]))
         temperature = fit_temperature(predict_logits(result.model, [clips[i] for i in va]), y[va]) if len(va) else 1.0
         served = predict_logits(result.model, [served_clips[i] for i in te]) if served_clips is not None else None
         members.append({"logits": predict_logits(result.model, [clips[i] for i in te]), "temperature": temperature,
@@ -71,7 +74,8 @@ def run_fold(cfg: ExperimentConfig, manifest: pd.DataFrame, clips: Sequence[Clip
         fit_idx = np.concatenate([tr, va])
         clf = probe.fit_probe(probe_features[fit_idx], y[fit_idx])
         probe_logits = clf.decision_function(probe_features[te])
-    return FoldResult(fold, te, logits, temperature, result.best_epoch, result.history, probe_logits, served_logits)
+    return FoldResult(fold, te, logits, temperature, result.best_epoch, result.history, probe_logits, served_logits,
+                      [m["result"].model for m in members])
 
 
 def mean_std(rows: list[dict], keys: Sequence[str]) -> dict[str, float]:
@@ -119,7 +123,7 @@ def random_split(cfg: ExperimentConfig, manifest: pd.DataFrame, clips: Sequence[
         tr, te = train_test_split(idx, test_size=test_size, stratify=y[idx], random_state=seed)
         tr = np.concatenate([tr, np.flatnonzero(extra)]) if extra.any() else tr
         result = fit([clips[i] for i in tr], y[tr], cfg.model, cfg.train.model_copy(update={"seed": seed}), progress=False,
-                     stats_memo=stats_memo)
+                     stats_memo=stats_memo, **corpus_arguments(manifest.iloc[tr]))
         pred = predict_logits(result.model, [clips[i] for i in te]).argmax(-1)
         per_seed.append({"seed": seed, "n_test": len(te), **metrics.summary(y[te], pred)})
     return {**mean_std(per_seed, ("wa", "ua")), "per_seed": per_seed, "epochs": cfg.train.epochs}
@@ -188,7 +192,7 @@ def run(cfg: ExperimentConfig, *, random_split_check: bool = True, adapted: Sequ
         probe_rows.append(clip_statistics(clip))
         clips.append(clip.pooled(cfg.model.frame_pool, cfg.model.mel_pool))  # the head's view, as `training.prepare` makes it
     probe_features = np.stack(probe_rows)
-    clips = cache.attach_speed_variants(manifest, clips, cfg.train.speed_perturb, cfg.model.frame_pool, progress)
+    clips = cache.attach_variants(manifest, clips, cfg.train, cfg.model.frame_pool, progress)
     served: list | None = None
     served_runtime = None
     if served_runtime_check:  # test actors' features as the served (int8) encoder gives them

@@ -27,7 +27,7 @@ from emotion_core.research import cv, metrics, tracking
 from emotion_core.research.cache import EmbeddingCache
 from emotion_core.research.probe import fit_speaker_probe
 from emotion_core.research.reporting import cv_readme_text, model_card, update_generated_section
-from emotion_core.research.training import fit
+from emotion_core.research.training import corpus_arguments, fit
 
 TRAIN_EXPERIMENT = "train"
 
@@ -89,8 +89,8 @@ def train(cfg: ExperimentConfig, progress: bool = True) -> dict[str, Any]:
     encoder = load_encoder(cfg.encoder.name, runtime="torch")
     cache = EmbeddingCache(encoder)
     pool = cfg.model.frame_pool  # pooled as read: the encoder-rate corpus is never held whole
-    train_clips = cache.attach_speed_variants(splits.train, cache.load(splits.train, progress=progress, frame_pool=pool),
-                                              cfg.train.speed_perturb, pool, progress)
+    train_clips = cache.attach_variants(splits.train, cache.load(splits.train, progress=progress, frame_pool=pool),
+                                        cfg.train, pool, progress)
     val_clips = cache.load(splits.val, progress=progress, frame_pool=pool) if len(splits.val) else []
     with mlflow.start_run(run_name=f"train-{cfg.name}") as run:
         mlflow.set_tags({"config": cfg.name, "encoder": encoder.name})
@@ -103,6 +103,7 @@ def train(cfg: ExperimentConfig, progress: bool = True) -> dict[str, Any]:
             train_clips, splits.train["label"].to_numpy(), cfg.model, cfg.train,
             val_clips=val_clips, val_labels=splits.val["label"].to_numpy() if len(splits.val) else None,
             on_epoch=lambda epoch, row: mlflow.log_metrics(row, step=epoch), progress=progress,
+            **corpus_arguments(splits.train),
         )
         n_params = count_trainable_parameters(result.model)
         # Served confidence is calibrated: temperature fit on the validation actors (never test actors).

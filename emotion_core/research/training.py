@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
@@ -19,6 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from emotion_core.config import ModelConfig, TrainConfig
+from emotion_core.data.corpora import class_mask
 from emotion_core.features import MEL_FRAME_RATE
 from emotion_core.head.batching import collate, predict_logits, prepare
 from emotion_core.head.clip_features import ClipFeatures
@@ -67,9 +69,15 @@ def fit(
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     progress: bool = True,
     stats_memo: dict | None = None,
+    label_masks: np.ndarray | None = None,
+    corpora: np.ndarray | None = None,
 ) -> TrainResult:
     """Train a fresh head. With a validation set, keep the epoch with the best validation UA and stop
     after `patience` epochs without improvement; without one, train all epochs and keep the last.
+
+    `label_masks` [n, 8] bool: the labels each clip's corpus has (`data.corpora.class_mask`); a clip's loss
+    is a softmax over those only, so a corpus without `calm` never teaches "not calm". `corpora` [n]: each
+    clip's corpus, for `train_cfg.corpus_sampling="balanced"`.
 
     `stats_memo`: a dict kept across calls on the same clip objects (a tuning study) so the closed-form
     stats branch, which depends only on its training rows, C and layers, is fit once per fold, not per
@@ -87,6 +95,10 @@ def fit(
     counts = np.bincount(labels, minlength=NUM_EMOTIONS).astype(np.float32)
     weights = torch.tensor(counts.sum() / (NUM_EMOTIONS * np.maximum(counts, 1)), dtype=torch.float32)
     loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=train_cfg.label_smoothing)
+    masks = None if label_masks is None or np.asarray(label_masks).all() else torch.from_numpy(np.asarray(label_masks))
+    if masks is not None:
+        loss_fn = functools.partial(masked_cross_entropy, weight=weights, smoothing=train_cfg.label_smoothing)
+    draw = epoch_sampler(len(clips), corpora if train_cfg.corpus_sampling == "balanced" else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     steps_per_epoch = max(1, int(np.ceil(len(clips) / train_cfg.batch_size)))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
@@ -108,14 +120,14 @@ def fit(
     bar = tqdm(range(1, train_cfg.epochs + 1), desc="train", unit="epoch", disable=not progress)
     for epoch in bar:
         model.train()
-        perm = rng.permutation(len(clips))
+        perm = draw(rng)
         total, correct, loss_sum = 0, 0, 0.0
         for i in range(0, len(perm), train_cfg.batch_size):
             idx = perm[i : i + train_cfg.batch_size]
             batch = collate([clips[j] for j in idx], max_mel=max_mel, rng=rng, time_masks=train_cfg.time_masks,
                             mask_mel=int(train_cfg.time_mask_seconds * mel_rate))
             logits = batch.logits(model)
-            loss = loss_fn(logits, y[idx])
+            loss = loss_fn(logits, y[idx]) if masks is None else loss_fn(logits, y[idx], masks[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -145,6 +157,38 @@ def fit(
     if closed_form_stats:
         _fit_stats_lr(model, clips, labels, model_cfg.stats_c, train_cfg.seed, stats_memo)
     return TrainResult(model=model, best_epoch=best_epoch, history=history)
+
+
+def corpus_arguments(manifest: pd.DataFrame) -> dict[str, np.ndarray]:
+    """`fit`'s per-clip corpus inputs for the rows of `manifest`: the label masks and the corpus names."""
+    return {"label_masks": class_mask(manifest["corpus"]), "corpora": manifest["corpus"].to_numpy()}
+
+
+def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor,
+                         smoothing: float = 0.0) -> torch.Tensor:
+    """`nn.CrossEntropyLoss(weight, label_smoothing)` with each row's softmax (and its smoothing mass) over
+    the labels its `mask` allows: equal to it where every label is allowed."""
+    logp = torch.log_softmax(logits.masked_fill(~mask, float("-inf")), dim=-1).masked_fill(~mask, 0.0)
+    nll = -logp.gather(1, target[:, None])[:, 0]
+    spread = -(logp * weight[None]).sum(-1) / mask.sum(-1)
+    w = weight[target]
+    return ((1.0 - smoothing) * w * nll + smoothing * spread).sum() / w.sum()
+
+
+def epoch_sampler(n: int, corpora: np.ndarray | None) -> Callable[[np.random.Generator], np.ndarray]:
+    """The clip order of one epoch: a permutation of all `n`; or, given each clip's corpus, `n` draws with
+    every corpus drawn equally often (each without replacement while it has clips left), shuffled."""
+    if corpora is None or len(set(corpora)) < 2:
+        return lambda rng: rng.permutation(n)
+    groups = [np.flatnonzero(np.asarray(corpora) == c) for c in sorted(set(corpora))]
+
+    def draw(rng: np.random.Generator) -> np.ndarray:
+        quotas = np.full(len(groups), n // len(groups))
+        quotas[: n % len(groups)] += 1
+        picks = [np.concatenate([rng.permutation(g) for _ in range(-(-q // len(g)))])[:q] for g, q in zip(groups, quotas)]
+        return rng.permutation(np.concatenate(picks))
+
+    return draw
 
 
 @torch.inference_mode()

@@ -24,8 +24,8 @@ from emotion_core.head.speaker import MIN_ENROLLMENT_CLIPS, SpeakerProbe, Speake
 from emotion_core.labels import EMOTIONS, low_confidence_warning, music_mood
 from emotion_core.serving.limits import MODEL_THREADS, Limits
 from emotion_core.serving.schemas import EmotionPrediction
-from emotion_core.serving.vad import Segment, speech_segments
 from emotion_core.serving.windows import WINDOW_SECONDS, plan_windows
+from emotion_core.vad import Segment, speech_segments
 
 #: Shorter audio carries too little speech to judge; rejected with a clear AudioError.
 MIN_SECONDS = 0.3

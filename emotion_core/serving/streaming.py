@@ -21,7 +21,7 @@ from emotion_core.serving.limits import Limits
 from emotion_core.serving.predictor import MIN_SECONDS, Predictor
 from emotion_core.serving.schemas import StreamPrediction, StreamSegment
 from emotion_core.serving.timeline import segment_probabilities, timeline_segment
-from emotion_core.serving.vad import Segment, Segmenter
+from emotion_core.vad import Segment, Segmenter
 
 STREAM_WINDOW_SECONDS = 3.0
 HOP_SECONDS = 0.5

@@ -9,7 +9,7 @@ from emotion_core.features import SAMPLE_RATE
 from emotion_core.labels import EMOTIONS, low_confidence_warning, music_mood
 from emotion_core.serving.predictor import MIN_SECONDS, Predictor
 from emotion_core.serving.schemas import Timeline, TimelineSegment
-from emotion_core.serving.vad import Segment, speech_segments
+from emotion_core.vad import Segment, speech_segments
 
 
 def segment_probabilities(predictor: Predictor, audio: np.ndarray, segment: Segment) -> np.ndarray:

@@ -13,7 +13,7 @@ import numpy as np
 
 from emotion_core.config import CROP_SECONDS
 from emotion_core.features import SAMPLE_RATE
-from emotion_core.serving.vad import Segment, speech_seconds
+from emotion_core.vad import Segment, speech_seconds
 
 WINDOW_SECONDS = CROP_SECONDS
 HOP_SECONDS = 2.0  # half a window: every stretch of speech is seen whole by some window

@@ -8,7 +8,7 @@ import numpy as np
 from emotion_core.audio import load_audio
 from emotion_core.config import data_dir
 from emotion_core.features import SAMPLE_RATE
-from emotion_core.serving.vad import FRAME_SECONDS, frame_levels
+from emotion_core.vad import FRAME_SECONDS, frame_levels
 
 CLIPS = ["03-01-05-02-01-01-01", "03-01-03-02-02-01-01", "03-01-04-02-01-02-01", "03-01-06-02-02-02-01",
          "03-01-01-01-01-01-01"]  # angry, happy, sad, fearful, neutral

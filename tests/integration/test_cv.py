@@ -84,8 +84,8 @@ def test_speed_perturbed_copies_meet_the_cache(tmp_path):
     manifest = load_manifest(cfg.data).groupby("emotion").head(2).reset_index(drop=True)  # 16 real clips
     cache = EmbeddingCache(load_encoder(cfg.encoder.name, runtime="torch"), root=tmp_path)
     cache.build(manifest, progress=False)
-    clips = cache.attach_speed_variants(manifest, cache.load(manifest, frame_pool=cfg.model.frame_pool),
-                                        cfg.train.speed_perturb, cfg.model.frame_pool)
+    clips = cache.attach_variants(manifest, cache.load(manifest, frame_pool=cfg.model.frame_pool), cfg.train,
+                                  cfg.model.frame_pool)
     for clip in clips:
         slow, fast = clip.variants
         assert abs(slow.mel.shape[-1] - clip.mel.shape[-1] / 0.9) <= 2 and abs(fast.mel.shape[-1] - clip.mel.shape[-1] / 1.1) <= 2
@@ -193,3 +193,27 @@ def test_tuning_workers_share_one_study(smoke_run, smoke_cfg, tmp_path):
     # a later session on the complete study runs nothing, so the report still says how its trials ran
     again = tune(smoke_cfg, space, storage=storage, progress=False, workers=1)
     assert again["fold_fits_this_session"] == 0 and again["workers"] == 2
+
+
+def test_recording_condition_copies_meet_the_cache(tmp_path):
+    """train.augment: each condition one cached encoder pass beside the clip (degraded the same way every run,
+    seeded by the clip), attached as a training variant like the speed copies."""
+    from emotion_core.config import load_config
+    from emotion_core.data import load_manifest
+    from emotion_core.encoders import load_encoder
+    from emotion_core.research.cache import EmbeddingCache
+
+    cfg = load_config("smoke", ["train.augment=[babble-10db, telephone]"])
+    manifest = load_manifest(cfg.data).groupby("emotion").head(1).reset_index(drop=True)  # 8 real clips
+    cache = EmbeddingCache(load_encoder(cfg.encoder.name, runtime="torch"), root=tmp_path)
+    cache.build(manifest, progress=False)
+    clips = cache.attach_variants(manifest, cache.load(manifest, frame_pool=cfg.model.frame_pool), cfg.train,
+                                  cfg.model.frame_pool)
+    assert all(len(c.variants) == 2 and c.variants[0].hidden.shape == c.hidden.shape for c in clips)
+    assert not np.allclose(clips[0].variants[0].hidden.float(), clips[0].hidden.float())
+    assert len(list(tmp_path.glob("*-babble-10db.npz"))) == len(list(tmp_path.glob("*-telephone.npz"))) == 8
+    first = next(tmp_path.glob("*-telephone.npz")).read_bytes()
+    for f in tmp_path.glob("*-telephone.npz"):
+        f.unlink()
+    cache.build(manifest, progress=False, condition="telephone")  # rebuilt: the same degradation, the same file
+    assert any(f.read_bytes() == first for f in tmp_path.glob("*-telephone.npz"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -168,6 +169,28 @@ def test_tess_and_mixed_split(ravdess):
     train, val, test = split_actors(mixed, [1], 0.8)
     assert set(tess["clip_id"]) <= set(train["clip_id"])
     assert (test["corpus"] == "ravdess").all() and (val["corpus"] == "ravdess").all()
+
+
+@pytest.mark.parametrize("name,clips,speakers", [("ravdess", 1440, 24), ("tess", 2800, 2), ("turev", 1735, 6)])
+def test_every_corpus_reads_to_the_classes_it_declares(name, clips, speakers, tmp_path):
+    """The corpora as data: each reader gives its clips with exactly the labels `CORPORA` declares; the
+    TurEV-DB scan of the original names (SPEAKER/SPEAKER_code_word) agrees with its manifest."""
+    from emotion_core.data.corpora import CORPORA
+    from emotion_core.data.turev import read_turev
+
+    corpus = CORPORA[name]
+    df = corpus.read()
+    assert len(df) == clips and df["speaker"].nunique() == speakers and df["clip_id"].is_unique
+    assert tuple(e for e in EMOTIONS if e in set(df["emotion"])) == corpus.classes
+    assert (df["corpus"] == name).all() and df["speaker"].str.startswith(f"{name}_").all()
+    if name == "turev":  # the original layout, without the shared manifest
+        for path in df["path"][:40]:
+            target = tmp_path / Path(path).parent.name / Path(path).name
+            target.parent.mkdir(exist_ok=True)
+            os.symlink(path, target)
+        scanned = read_turev(tmp_path)
+        listed = df[df["clip_id"].isin(scanned["clip_id"])]
+        assert len(scanned) == 40 and list(scanned["emotion"]) == list(listed["emotion"])
 
 
 # ----------------------------------------------------------------------------- Hugging Face datasets

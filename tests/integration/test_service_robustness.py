@@ -102,8 +102,8 @@ def test_ten_minute_file_is_answered(client: httpx.Client, predictor: Predictor,
     r = upload(client, wav(audio))
     assert r.status_code == 200, r.text
     # Only the 4 s windows that overlap the speech are judged (not the 10 minutes of silence) ...
-    from emotion_core.serving.vad import speech_segments
     from emotion_core.serving.windows import plan_windows
+    from emotion_core.vad import speech_segments
 
     windows = plan_windows(len(audio), speech_segments(audio))
     assert windows and all(a < at + len(speech) and b > at for a, b in windows), windows
@@ -146,6 +146,27 @@ def test_form_problems(client: httpx.Client, kwargs: dict, status: int, words: s
 
 
 # --------------------------------------------------------------------------------------------- silence, raw PCM
+
+
+def test_soft_spoken_and_one_word_clips_are_heard(client: httpx.Client) -> None:
+    """The 30 quietest RAVDESS clips (by their loud frames' level; e.g. actor 5 at -50 dBFS) and the 20 shortest
+    TurEV-DB words get an emotion, never `no_speech` (the VAD normalises the level first, emotion_core/vad.py)."""
+    from emotion_core.audio import load_audio
+    from emotion_core.data.corpora import CORPORA
+    from emotion_core.vad import frame_levels
+
+    ravdess = CORPORA["ravdess"].read()
+    loudness = [float(np.percentile(frame_levels(load_audio(p)), 95)) for p in ravdess["path"]]
+    quiet = ravdess.assign(loudness=loudness).nsmallest(30, "loudness")
+    short = CORPORA["turev"].read().nsmallest(20, "duration_s")
+    answers = {}
+    for path in [*quiet["path"], *short["path"]]:
+        with open(path, "rb") as f:
+            answers[Path(path).name] = client.post("/predict-emotion/", files={"file": ("clip.flac", f)}).json()
+    heard = {name: a.get("status") for name, a in answers.items()}
+    print(f"\nquietest RAVDESS clips: {min(loudness):.1f} to {quiet['loudness'].max():.1f} dBFS (loud frames); "
+          f"shortest TurEV words {short['duration_s'].min():.2f}-{short['duration_s'].max():.2f} s")
+    assert set(heard.values()) == {"success"}, {n: s for n, s in heard.items() if s != "success"}
 
 
 @pytest.mark.parametrize("route,field", [("/predict-emotion/", "file"), ("/predict-realtime/", "audio_buffer")])

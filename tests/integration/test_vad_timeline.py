@@ -13,7 +13,7 @@ from emotion_core.features import SAMPLE_RATE
 from emotion_core.serving.predictor import NoSpeechError, Predictor
 from emotion_core.serving.streaming import StreamSession
 from emotion_core.serving.timeline import build_timeline, segment_probabilities
-from emotion_core.serving.vad import Segment, speech_segments
+from emotion_core.vad import Segment, speech_segments
 from tests.integration._recordings import TOLERANCE, boundary_errors
 
 

@@ -9,6 +9,8 @@ from pydantic import ValidationError
 
 from emotion_core.config import CROP_SECONDS, EXPERIMENTS_DIR, ExperimentConfig, TrainConfig, load_config
 from emotion_core.research.ablation import AblationsSpec, load_ablations
+from emotion_core.research.crosscorpus import CrossCorpusSpec
+from emotion_core.research.crosscorpus import load_spec as load_crosscorpus_spec
 from emotion_core.research.tuning.space import TuneSpec, load_tune_spec
 from emotion_core.serving import windows
 
@@ -25,11 +27,16 @@ def test_every_experiment_config_loads():
             spec = load_ablations(path)
             for row in spec.rows:  # every row's overrides make a valid config
                 load_config(spec.base, row.set_)
+        elif path.stem == "crosscorpus":
+            cross = load_crosscorpus_spec(path)
+            for candidate in cross.candidates:
+                load_config(cross.base, candidate.set_)
         else:
             load_config(path)
 
 
-@pytest.mark.parametrize("schema, path", [(TuneSpec, "tune.yaml"), (AblationsSpec, "ablations.yaml")])
+@pytest.mark.parametrize("schema, path", [(TuneSpec, "tune.yaml"), (AblationsSpec, "ablations.yaml"),
+                                          (CrossCorpusSpec, "crosscorpus.yaml")])
 def test_search_and_ablation_files_refuse_unknown_keys(schema, path):
     raw = yaml.safe_load((EXPERIMENTS_DIR / path).read_text())
     schema.model_validate(raw)

@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 
 from emotion_core.features import SAMPLE_RATE
-from emotion_core.serving.vad import FRAME_SECONDS, Segment, Segmenter, frame_flags, speech_seconds, speech_segments
 from emotion_core.serving.windows import plan_windows
+from emotion_core.vad import (
+    FRAME_SECONDS,
+    Segment,
+    Segmenter,
+    frame_flags,
+    frame_levels,
+    speech_seconds,
+    speech_segments,
+)
 
 TOLERANCE = 0.3  # seconds: the bar the real-recording tests hold segment boundaries to
 
@@ -71,7 +79,7 @@ def test_vad_streaming_gives_the_whole_recordings_boundaries(recording) -> None:
 
 
 def test_vad_ignores_clicks_and_bridges_short_pauses() -> None:
-    assert speech_segments(np.concatenate([hiss(1.0), voiced(0.12), hiss(1.5)])) == []  # < min_speech (0.2 s)
+    assert speech_segments(np.concatenate([hiss(1.0), voiced(0.12), hiss(1.5)])) == []  # < min_speech (0.16 s)
     bridged = speech_segments(np.concatenate([hiss(1.0), voiced(1.0), hiss(0.3, seed=1), voiced(1.0, 180), hiss(1.0)]))
     assert len(bridged) == 1 and bridged[0].start < 1.1 and bridged[0].end > 3.2  # a 0.3 s pause: one utterance
     assert frame_flags(voiced(1.0)).all() and not frame_flags(hiss(1.0)).any()
@@ -153,3 +161,17 @@ def test_a_stream_may_not_outrun_real_time_nor_outstay_its_wall_clock():
     assert exc.value.code == 1008
     assert session.wall_seconds_left() == pytest.approx(28.0)
     assert session.ready()["max_speed"] == MAX_SPEED and session.ready()["idle_seconds"] == 20.0
+
+
+def test_a_soft_spoken_voice_is_heard_and_hiss_is_not_raised():
+    """Level normalisation before the decision: speech 40 dB below the usual level, over near-digital silence,
+    is found where it is; steady hiss is never raised past the gate, nor hiss with a loud click in it."""
+    from emotion_core.vad import level_gain
+
+    quiet = np.concatenate([hiss(1.0, -100), voiced(1.5) * np.float32(10 ** (-40 / 20)), hiss(1.0, -100)])
+    [segment] = speech_segments(quiet)
+    assert abs(segment.start - 1.0) <= TOLERANCE and abs(segment.end - 2.5) <= TOLERANCE
+    assert level_gain(frame_levels(hiss(3.0, -60))) == 0.0  # no speech dynamics: no gain
+    clicked = np.concatenate([hiss(1.0), voiced(0.12), hiss(1.5)])
+    assert level_gain(frame_levels(clicked)) <= 1.0  # the floor stays under the -70 dBFS ceiling
+    assert speech_segments(hiss(3.0, -60)) == [] and speech_segments(clicked) == []

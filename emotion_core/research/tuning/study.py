@@ -127,7 +127,7 @@ def _load_pools(base: ExperimentConfig, factors: list[int]) -> tuple[Any, dict[i
         # back from `training.prepare`, and the stats memo is keyed by them.
         for p in factors:
             pools[p].append(clip.pooled(p, base.model.mel_pool))
-    return manifest, {p: cache.attach_speed_variants(manifest, clips, base.train.speed_perturb, p) for p, clips in pools.items()}
+    return manifest, {p: cache.attach_variants(manifest, clips, base.train, p) for p, clips in pools.items()}
 
 
 def confirm(base: ExperimentConfig, best_overrides: dict[str, Any], folds: list[int], seeds: list[int],

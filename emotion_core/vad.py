@@ -32,7 +32,7 @@ class Segment:
 class VADParams:
     aggressiveness: int = 2  # webrtcvad 0..3; 2 ignores steady noise up to ~-40 dBFS
     min_dbfs: float = -60.0  # frames quieter than this are silence whatever webrtcvad says
-    min_speech: float = 0.2  # shorter bursts (clicks, breaths) are not utterances
+    min_speech: float = 0.16  # shorter bursts (clicks, breaths) are not utterances; a clipped word can be 0.18 s
     min_silence: float = 0.5  # shorter pauses stay inside one utterance (between words)
     # Edges are refined by level: webrtcvad fires on breaths before the words, and only on the louder parts
     # of quiet speech. Each edge moves to where the level crosses the utterance's peak - `edge_db` (and the
@@ -41,6 +41,14 @@ class VADParams:
     floor_db: float = 10.0
     extend: float = 1.0
     pad: float = 0.05  # a little context on both sides
+    # Level normalisation before the decision, so a soft-spoken user is heard: when the recording so far has
+    # the dynamics of speech (its loud frames `dynamic_db` above its quiet ones), the frames are raised so
+    # the loud ones reach `target_dbfs` (at most `max_gain_db`, and never lifting the quiet ones above
+    # `floor_ceiling_dbfs`, so hiss stays under the gate). Steady hiss and silence are never raised.
+    target_dbfs: float = -26.0
+    dynamic_db: float = 20.0
+    max_gain_db: float = 40.0
+    floor_ceiling_dbfs: float = -70.0
 
 
 def frame_levels(audio: np.ndarray) -> np.ndarray:
@@ -51,13 +59,28 @@ def frame_levels(audio: np.ndarray) -> np.ndarray:
     return 20 * np.log10(np.maximum(rms, 1e-10))
 
 
+def level_gain(levels: np.ndarray, params: VADParams = VADParams()) -> float:
+    """dB to raise a recording by before the speech decision (`VADParams.target_dbfs`): 0 unless its frame
+    levels spread like speech and pauses do."""
+    if len(levels) < 10:
+        return 0.0
+    loud, quiet = np.percentile(levels, [95, 10])
+    if loud - quiet < params.dynamic_db:
+        return 0.0
+    gain = min(params.target_dbfs - loud, params.floor_ceiling_dbfs - quiet, params.max_gain_db)
+    return float(max(0.0, gain))
+
+
 def frame_flags(audio: np.ndarray, params: VADParams = VADParams(), vad: webrtcvad.Vad | None = None,
-                levels: np.ndarray | None = None) -> np.ndarray:
-    """Speech flag per whole 30 ms frame: webrtcvad's decision, gated by level."""
+                levels: np.ndarray | None = None, gain_db: float | None = None) -> np.ndarray:
+    """Speech flag per whole 30 ms frame: webrtcvad's decision on the level-normalised frames (`level_gain`
+    of these frames unless given), gated by the normalised level."""
     levels = frame_levels(audio) if levels is None else levels
-    pcm = (np.clip(audio[: len(levels) * FRAME], -1.0, 1.0) * 32767).astype("<i2").reshape(len(levels), FRAME)
+    gain_db = level_gain(levels, params) if gain_db is None else gain_db
+    scaled = np.asarray(audio[: len(levels) * FRAME], np.float32) * np.float32(10 ** (gain_db / 20))
+    pcm = (np.clip(scaled, -1.0, 1.0) * 32767).astype("<i2").reshape(len(levels), FRAME)
     vad = vad or webrtcvad.Vad(params.aggressiveness)
-    return np.array([bool(level >= params.min_dbfs) and vad.is_speech(pcm[i].tobytes(), SAMPLE_RATE)
+    return np.array([bool(level + gain_db >= params.min_dbfs) and vad.is_speech(pcm[i].tobytes(), SAMPLE_RATE)
                      for i, level in enumerate(levels)], bool)
 
 
@@ -85,7 +108,9 @@ class Segmenter:
         buf = np.concatenate([self._rest, np.asarray(audio, np.float32)])
         n = len(buf) // FRAME
         levels = frame_levels(buf[: n * FRAME])
-        flags = frame_flags(buf[: n * FRAME], self.params, self.vad, levels)
+        # the gain follows the last minute heard (a whole recording pushed at once: all of it)
+        gain = level_gain(np.concatenate([self._levels[-2000:], levels]), self.params)
+        flags = frame_flags(buf[: n * FRAME], self.params, self.vad, levels, gain)
         self._rest = buf[n * FRAME :]
         silence = round(self.params.min_silence / FRAME_SECONDS)
         done = []
@@ -120,7 +145,7 @@ class Segmenter:
             return []
         p = self.params
         levels = np.asarray(self._levels[-2000:])  # the last minute sets the noise floor
-        threshold = max(p.min_dbfs, max(self._levels[start:end]) - p.edge_db,
+        threshold = max(p.min_dbfs - p.max_gain_db, max(self._levels[start:end]) - p.edge_db,
                         float(np.percentile(levels, 10)) + p.floor_db)
         reach = round(p.extend / FRAME_SECONDS)
         lo, hi = max(self._prev_end, start - reach), min(self.frames, end + reach)

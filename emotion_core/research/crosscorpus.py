@@ -1,0 +1,227 @@
+"""Voices the model has never heard (`make crosscorpus` → reports/<base>/crosscorpus.{json,md}).
+
+For the base recipe (the served one, the baseline row) and each candidate of `experiments/crosscorpus.yaml`,
+in one run, on the same cached features:
+
+* leave-one-corpus-out: for each held-out corpus, a head trained on the recipe's other corpora scores it
+  (UA over the classes that corpus has, from the 8-way answer as served; per-class recall; the share of
+  `neutral` answers), once per seed;
+* the RAVDESS 6-fold actor-held-out CV, the recipe's other corpora added to every fold's training side only.
+
+Early stopping and temperature come from training-side RAVDESS actors only (none when RAVDESS is held out:
+all epochs, last kept). The candidates are judged on both axes (`ADOPT_LOCO_GAIN`, `MAX_CV_LOSS`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict
+
+from emotion_core.audio import load_audio
+from emotion_core.config import ExperimentConfig, fingerprint, load_config, reports_dir
+from emotion_core.data import EMOBOX_FOLDS, cap_samples, load_manifest, split_actors
+from emotion_core.data.corpora import CORPORA
+from emotion_core.encoders import load_encoder
+from emotion_core.head.batching import predict_logits
+from emotion_core.head.speaker import SpeakerProfile, clip_statistics
+from emotion_core.labels import EMOTION_TO_INDEX, EMOTIONS
+from emotion_core.research import cv, metrics, probe, tracking
+from emotion_core.research.ablation import AblationRow, slug
+from emotion_core.research.cache import EmbeddingCache
+from emotion_core.research.reporting import crosscorpus_markdown
+from emotion_core.research.training import corpus_arguments, fit
+from emotion_core.vad import speech_segments
+
+#: A candidate replaces the served recipe when its mean leave-one-corpus-out UA (over the corpora the
+#: baseline can be scored on) rises by at least this much, and its RAVDESS CV UA falls by no more than
+#: MAX_CV_LOSS, both in the same run.
+ADOPT_LOCO_GAIN = 0.03
+MAX_CV_LOSS = 0.01
+
+
+class CrossCorpusSpec(BaseModel):
+    """`experiments/crosscorpus.yaml`."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    base: str = "default"
+    held_out: list[str] = ["tess", "turev", "ravdess"]
+    seeds: list[int] = [0, 1]
+    candidates: list[AblationRow] = []  # a name and its overrides of the base, as an ablation row
+    #: Shrunk runs (the tests): at most this many clips of each corpus other than the base's own,
+    #: stratified by emotion. None = all.
+    max_clips: int | None = None
+
+
+def load_spec(path: str | Path) -> CrossCorpusSpec:
+    spec = CrossCorpusSpec.model_validate(yaml.safe_load(Path(path).read_text()) or {})
+    if unknown := sorted(set(spec.held_out) - set(CORPORA)):
+        raise ValueError(f"held_out {unknown}: known corpora are {sorted(CORPORA)}")
+    return spec
+
+
+def training_corpora(cfg: ExperimentConfig) -> list[str]:
+    return [cfg.data.corpus if cfg.data.corpus in CORPORA else "ravdess", *cfg.data.extra_train]
+
+
+def score(manifest: pd.DataFrame, logits: np.ndarray) -> dict:
+    """UA over the corpus' own classes (8-way argmax: an answer outside them is simply wrong), per-class
+    recall, and how often each answer was `neutral`."""
+    y, pred = manifest["label"].to_numpy(), logits.argmax(-1)
+    present = [e for e in EMOTIONS if (y == EMOTION_TO_INDEX[e]).any()]
+    recall = {e: float((pred[y == EMOTION_TO_INDEX[e]] == EMOTION_TO_INDEX[e]).mean()) for e in present}
+    return {"ua": float(np.mean(list(recall.values()))), "recall": recall,
+            "neutral_rate": float((pred == EMOTION_TO_INDEX["neutral"]).mean()),
+            "confusion": metrics.confusion(y, pred).tolist()}
+
+
+def _fit_and_score(cfg: ExperimentConfig, train: pd.DataFrame, clips: dict[str, object], seed: int,
+                   tests: dict[str, pd.DataFrame], memo: dict) -> dict[str, dict]:
+    """One head on `train` (its RAVDESS actors split for validation), scored on each of `tests`."""
+    train_cfg = cfg.train.model_copy(update={"seed": seed})
+    fit_part, val, _ = split_actors(train, [], cfg.data.train_split, seed) if train["fold"].notna().any() else (
+        train, train.iloc[:0], None)
+    result = fit([clips[c] for c in fit_part["clip_id"]], fit_part["label"].to_numpy(), cfg.model, train_cfg,
+                 val_clips=[clips[c] for c in val["clip_id"]], val_labels=val["label"].to_numpy() if len(val) else None,
+                 progress=False, stats_memo=memo, **corpus_arguments(fit_part))
+    return {name: score(df, predict_logits(result.model, [clips[c] for c in df["clip_id"]])) for name, df in tests.items()}
+
+
+def _recipe(cfg: ExperimentConfig, spec: CrossCorpusSpec, corpora: dict[str, pd.DataFrame], clips: dict[str, object],
+            memo: dict, log) -> dict:
+    own = training_corpora(cfg)
+    loco: dict[str, dict] = {}
+    for seed in spec.seeds:
+        # Held-out corpora that leave the same training set share one head (the baseline: RAVDESS → TESS, TurEV).
+        plans: dict[tuple[str, ...], list[str]] = {}
+        for held in spec.held_out:
+            if rest := tuple(c for c in own if c != held):
+                plans.setdefault(rest, []).append(held)
+        for rest, held in plans.items():
+            train = pd.concat([corpora[c] for c in rest], ignore_index=True)
+            scores = _fit_and_score(cfg, train, clips, seed, {h: corpora[h] for h in held}, memo)
+            for h, s in scores.items():
+                loco.setdefault(h, {"trained_on": list(rest), "per_seed": []})["per_seed"].append({"seed": seed, **s})
+                log(f"  {cfg.name} seed {seed}: trained on {'+'.join(rest)} → {h} UA {s['ua']:.3f}")
+    for row in loco.values():
+        uas = [s["ua"] for s in row["per_seed"]]
+        row.update(ua_mean=float(np.mean(uas)), ua_std=float(np.std(uas)),
+                   neutral_rate=float(np.mean([s["neutral_rate"] for s in row["per_seed"]])),
+                   recall={e: float(np.mean([s["recall"][e] for s in row["per_seed"]])) for e in row["per_seed"][0]["recall"]},
+                   confusion=np.sum([s["confusion"] for s in row["per_seed"]], axis=0).tolist())
+    # The RAVDESS CV with the recipe's other corpora as training-only data (cv.run_fold never tests them).
+    manifest = pd.concat([corpora[c] for c in own], ignore_index=True)
+    ordered = [clips[c] for c in manifest["clip_id"]]
+    folds = [cv.run_fold(cfg, manifest, ordered, f, stats_memo=memo) for f in EMOBOX_FOLDS if (manifest["fold"] == f).any()]
+    head = cv.summarise(manifest, folds)
+    log(f"  {cfg.name}: RAVDESS CV UA {head['ua_mean']:.3f} ± {head['ua_std']:.3f}")
+    return {"trained_on": own, "loco": loco, "cv": {k: head[k] for k in ("ua_mean", "ua_std", "wa_mean", "per_fold")}}
+
+
+def per_user_calibration(corpora: dict[str, pd.DataFrame], stats: dict[str, np.ndarray], held_out: list[str],
+                         enrollment: int = 10, seed: int = 0) -> dict[str, dict]:
+    """The shipped per-user calibration (`Predictor.enroll`) on voices it never heard: the speaker-normalised
+    probe fit on every RAVDESS actor, as `make train` fits it; each held-out clip scored with a profile from
+    `enrollment` other clips of its own speaker (never their labels, never the clip itself)."""
+    train = corpora["ravdess"]
+    shipped = probe.fit_speaker_probe(np.stack([stats[c] for c in train["clip_id"]]), train["label"].to_numpy(),
+                                      train["speaker"].to_numpy())
+    rng = np.random.default_rng(seed)
+    out = {}
+    for held in (h for h in held_out if h != "ravdess"):
+        df = corpora[held].reset_index(drop=True)
+        feats = np.stack([stats[c] for c in df["clip_id"]])
+        logits = np.zeros((len(df), len(EMOTIONS)))
+        for speaker in df["speaker"].unique():
+            rows = np.flatnonzero(df["speaker"].to_numpy() == speaker)
+            for i in rows:
+                others = rows[rows != i]
+                profile = SpeakerProfile.from_statistics(feats[rng.choice(others, min(enrollment, len(others)), replace=False)])
+                logits[i] = shipped.logits(feats[i], profile)
+        out[held] = {"enrollment": enrollment, **score(df, logits)}
+    return out
+
+
+def no_speech_rates(corpora: dict[str, pd.DataFrame]) -> dict[str, float]:
+    """Share of each corpus' clips the served voice-activity decision calls silent (`no_speech`)."""
+    return {name: float(np.mean([not speech_segments(load_audio(p)) for p in df["path"]])) for name, df in corpora.items()}
+
+
+def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
+    start = time.perf_counter()
+    log = print if progress else (lambda *_: None)
+    base = load_config(spec.base)
+    everything = sorted({*spec.held_out, *training_corpora(base),
+                         *(c for cand in spec.candidates for c in training_corpora(load_config(spec.base, cand.set_)))})
+    corpora = {name: cap_samples(CORPORA[name].read(), spec.max_clips) if name != "ravdess" else load_manifest(
+        base.data.model_copy(update={"extra_train": []})) for name in everything}
+    union = pd.concat(corpora.values(), ignore_index=True)
+    cache = EmbeddingCache(load_encoder(base.encoder.name, runtime="torch"))
+    cache.build(union, progress=progress)
+    clips = dict(zip(union["clip_id"], cache.load(union, progress=progress, frame_pool=base.model.frame_pool)))
+    silent = no_speech_rates({h: corpora[h] for h in spec.held_out})
+    stats = {c: clip_statistics(f) for c, f in zip(union["clip_id"], cache.iter(union, progress=progress))}
+    calibrated = per_user_calibration(corpora, stats, spec.held_out) if "ravdess" in corpora else {}
+    tracking.setup("crosscorpus")
+    recipes = [("baseline: " + base.name + " (as served)", [], base)] + [
+        (c.name, c.set_, load_config(spec.base, [*c.set_, f"name={base.name}-crosscorpus-{i:02d}"]))
+        for i, c in enumerate(spec.candidates)]
+    memo: dict = {}
+    rows = []
+    stored = reports_dir(base) / "crosscorpus"
+    stored.mkdir(parents=True, exist_ok=True)
+    with mlflow.start_run(run_name=f"crosscorpus-{base.name}") as parent:
+        mlflow.set_tags({"config": base.name, "kind": "crosscorpus"})
+        for i, (name, overrides, cfg) in enumerate(recipes):
+            # One result file per recipe: an interrupted run resumes, and a recipe measured with the same
+            # settings, held-out corpora and seeds is reused (as the ablation rows are).
+            path = stored / f"{i:02d}-{slug(name)}.json"
+            key = {"fingerprint": fingerprint(cfg), "held_out": spec.held_out, "seeds": spec.seeds,
+                   "max_clips": spec.max_clips}
+            row = json.loads(path.read_text()) if path.exists() else {}
+            if all(row.get(k) == v for k, v in key.items()):
+                log(f"{name}: measured before, reused ({path.name})")
+            else:
+                log(f"{name}")
+                row = {"name": name, "set": overrides, **key, **_recipe(cfg, spec, corpora, clips, memo, log)}
+                path.write_text(json.dumps(row, indent=1))
+            rows.append(row)
+        comparable = [h for h in spec.held_out if h in rows[0]["loco"]]
+        for i, row in enumerate(rows):
+            mlflow.log_metrics({f"recipe{i}_cv_ua": row["cv"]["ua_mean"],
+                                **{f"recipe{i}_loco_{h}_ua": c["ua_mean"] for h, c in row["loco"].items()}})
+    comparable = [h for h in spec.held_out if h in rows[0]["loco"]]
+    for row in rows:
+        row["loco_mean"] = float(np.mean([row["loco"][h]["ua_mean"] for h in comparable])) if comparable else None
+        gain = row["loco_mean"] - rows[0]["loco_mean"] if comparable else 0.0
+        row["adopt"] = bool(row is not rows[0] and gain >= ADOPT_LOCO_GAIN
+                            and rows[0]["cv"]["ua_mean"] - row["cv"]["ua_mean"] <= MAX_CV_LOSS)
+    report = {"config": base.name, "run_id": parent.info.run_id, "encoder": base.encoder.name, "seeds": spec.seeds,
+              "held_out": spec.held_out, "comparable": comparable,
+              "corpora": {n: {"clips": len(df), "speakers": int(df["speaker"].nunique()), "language": CORPORA[n].language,
+                              "classes": list(CORPORA[n].classes), "what": CORPORA[n].what,
+                              **({"no_speech_rate": silent[n]} if n in silent else {})} for n, df in corpora.items()},
+              "recipes": rows, "per_user_calibration": calibrated, "rule": {"loco_gain": ADOPT_LOCO_GAIN, "max_cv_loss": MAX_CV_LOSS},
+              "seconds": round(time.perf_counter() - start, 1)}
+    write(report, reports_dir(base))
+    with mlflow.start_run(run_id=parent.info.run_id):
+        mlflow.log_artifacts(str(reports_dir(base) / "crosscorpus"), "report/crosscorpus")
+        for name in ("crosscorpus.json", "crosscorpus.md"):
+            mlflow.log_artifact(str(reports_dir(base) / name), "report")
+    return report
+
+
+def write(report: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for row in report["recipes"]:
+        for held, cell in row["loco"].items():
+            stem = "baseline" if row is report["recipes"][0] else f"candidate{report['recipes'].index(row)}"
+            cell["figure"] = str(metrics.plot_confusion(np.array(cell["confusion"]), out / "crosscorpus" / f"{stem}-{held}.png",
+                                                        f"{row['name'][:40]}: held-out {held}").relative_to(out))
+    (out / "crosscorpus.json").write_text(json.dumps(report, indent=2))
+    (out / "crosscorpus.md").write_text(crosscorpus_markdown(report))

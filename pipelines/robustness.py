@@ -1,0 +1,14 @@
+"""Recording conditions RAVDESS never shows: the 6-fold CV heads score their test actors' clips degraded
+(noise, telephone band, Opus 12 kbit/s, reverb, -20 dB) → reports/<config>/robustness.{json,md}."""
+
+from emotion_core.degrade import CONDITIONS
+from emotion_core.research import robustness
+from pipelines._cli import config_from, parser
+
+if __name__ == "__main__":
+    cli = parser(__doc__)
+    cli.add_argument("--conditions", nargs="*", choices=sorted(CONDITIONS), help="default: all")
+    cli.add_argument("--every", type=int, default=1, help="score every n-th test clip (a quicker look)")
+    args = cli.parse_args()
+    report = robustness.run(config_from(args), conditions=args.conditions, every=args.every)
+    print(robustness.markdown(report))

@@ -1,0 +1,69 @@
+"""`make crosscorpus` and `make robustness`, shrunk. Cross-corpus: the smoke recipe and one multi-corpus
+candidate, leave-one-corpus-out on RAVDESS / TESS / TurEV-DB (120 clips each of the other corpora) and the
+RAVDESS CV, one seed; robustness: the smoke CV heads on degraded test clips. Real runs into the test
+session's MLflow store and reports dir; the reports, their figures and the README block."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from emotion_core.config import reports_dir
+from emotion_core.research import crosscorpus
+from emotion_core.research.reporting import crosscorpus_readme_text
+
+
+@pytest.fixture(scope="module")
+def report(mlflow_store, smoke_cfg) -> dict:
+    spec = crosscorpus.CrossCorpusSpec(base="smoke", held_out=["tess", "turev", "ravdess"], seeds=[0], max_clips=120,
+                                       candidates=[{"name": "+ TESS + TurEV", "set": ["data.extra_train=[tess, turev]"]}])
+    return crosscorpus.run(spec, progress=False)
+
+
+def test_every_recipe_is_scored_on_every_corpus_it_did_not_train_on(report: dict, smoke_cfg) -> None:
+    baseline, candidate = report["recipes"]
+    assert set(baseline["loco"]) == {"tess", "turev"}  # trained on RAVDESS only: RAVDESS cannot be held out
+    assert set(candidate["loco"]) == {"tess", "turev", "ravdess"}
+    assert candidate["loco"]["tess"]["trained_on"] == ["ravdess", "turev"]
+    assert candidate["loco"]["ravdess"]["trained_on"] == ["tess", "turev"]
+    for row in report["recipes"]:
+        for held, cell in row["loco"].items():
+            classes = report["corpora"][held]["classes"]
+            assert set(cell["recall"]) == set(classes) and 0.0 <= cell["ua_mean"] <= 1.0
+            assert cell["ua_mean"] == pytest.approx(sum(cell["recall"].values()) / len(classes))
+            assert (reports_dir(smoke_cfg) / cell["figure"]).is_file()
+        assert 0.0 < row["cv"]["ua_mean"] <= 1.0 and len(row["cv"]["per_fold"]) >= 1
+    assert report["comparable"] == ["tess", "turev"] and isinstance(candidate["adopt"], bool)
+    assert all(c["no_speech_rate"] == 0.0 for c in report["corpora"].values() if "no_speech_rate" in c)
+    calibrated = report["per_user_calibration"]  # the shipped enroll() probe, 10 clips of each unseen speaker
+    assert set(calibrated) == {"tess", "turev"} and all(0.0 <= c["ua"] <= 1.0 and c["enrollment"] == 10
+                                                         for c in calibrated.values())
+
+
+def test_report_files_and_readme_block(report: dict, smoke_cfg) -> None:
+    out = reports_dir(smoke_cfg)
+    assert json.loads((out / "crosscorpus.json").read_text())["run_id"] == report["run_id"]
+    md = (out / "crosscorpus.md").read_text()
+    assert "held-out TESS" in md and "RAVDESS 6-fold" in md and "+ TESS + TurEV" in md
+    block = crosscorpus_readme_text(report)
+    assert block.count("| baseline: smoke (as served) |") == 2
+
+
+def test_a_second_run_reuses_what_it_measured(report: dict) -> None:
+    spec = crosscorpus.CrossCorpusSpec(base="smoke", held_out=["tess", "turev", "ravdess"], seeds=[0], max_clips=120,
+                                       candidates=[{"name": "+ TESS + TurEV", "set": ["data.extra_train=[tess, turev]"]}])
+    again = crosscorpus.run(spec, progress=False)
+    assert [r["cv"] for r in again["recipes"]] == [r["cv"] for r in report["recipes"]]
+    assert again["seconds"] < report["seconds"]
+
+
+def test_robustness_report_shrunk(mlflow_store, smoke_cfg) -> None:
+    """`make robustness`, shrunk: the smoke CV heads on every 6th test clip, clean and under two conditions."""
+    from emotion_core.research import robustness
+
+    report = robustness.run(smoke_cfg, conditions=["babble-5db", "gain-20db"], every=6, progress=False)
+    assert set(report["conditions"]) == {"clean", "babble-5db", "gain-20db"}
+    for row in report["conditions"].values():
+        assert 0.0 <= row["ua_mean"] <= 1.0 and len(row["per_fold"]) >= 2
+    assert (reports_dir(smoke_cfg) / "robustness.md").read_text().count("| babble-5db |") == 1

@@ -1,0 +1,65 @@
+"""Training on several corpora: each corpus declares its labels (emotion_core/data/corpora.py), a clip's loss
+is a softmax over its corpus' labels only, and `balanced` sampling draws every corpus equally often."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from emotion_core.config import fingerprint, load_config
+from emotion_core.data.corpora import CORPORA, class_mask
+from emotion_core.labels import EMOTION_TO_INDEX, EMOTIONS
+from emotion_core.research.training import epoch_sampler, masked_cross_entropy
+
+
+def test_corpora_declare_their_labels_in_the_seed_order() -> None:
+    assert CORPORA["ravdess"].classes == EMOTIONS
+    assert "calm" not in CORPORA["tess"].classes and len(CORPORA["tess"].classes) == 7
+    assert CORPORA["turev"].classes == ("calm", "happy", "sad", "angry")
+    mask = class_mask(["ravdess", "turev", "some-hf-dataset"])
+    assert mask.shape == (3, 8) and mask[0].all() and mask[2].all()
+    assert [EMOTIONS[i] for i in np.flatnonzero(mask[1])] == ["calm", "happy", "sad", "angry"]
+
+
+def test_masked_loss_is_cross_entropy_where_every_label_is_allowed() -> None:
+    torch.manual_seed(0)
+    logits, target, weight = torch.randn(32, 8), torch.randint(0, 8, (32,)), torch.rand(8) + 0.5
+    reference = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=0.1)(logits, target)
+    masked = masked_cross_entropy(logits, target, torch.ones(32, 8, dtype=torch.bool), weight, 0.1)
+    assert torch.allclose(reference, masked, atol=1e-6)
+
+
+def test_masked_loss_never_teaches_a_label_the_corpus_lacks() -> None:
+    """A TurEV clip (4 labels): the other 4 logits get no gradient, and the loss is the 4-way one."""
+    mask = torch.from_numpy(class_mask(["turev"]))
+    target = torch.tensor([EMOTION_TO_INDEX["sad"]])
+    logits = torch.randn(1, 8, requires_grad=True)
+    loss = masked_cross_entropy(logits, target, mask, torch.ones(8), 0.1)
+    loss.backward()
+    assert torch.all(logits.grad[~mask] == 0) and torch.all(logits.grad[mask] != 0)
+    four = logits.detach()[mask][None]
+    expected = torch.nn.CrossEntropyLoss(label_smoothing=0.1)(four, torch.tensor([[*mask[0].nonzero()[:, 0]].index(target[0])]))
+    assert torch.isclose(loss, expected, atol=1e-6)
+
+
+def test_balanced_sampling_draws_each_corpus_equally() -> None:
+    corpora = np.array(["ravdess"] * 100 + ["tess"] * 700 + ["turev"] * 200)
+    order = epoch_sampler(len(corpora), corpora)(np.random.default_rng(0))
+    drawn = {c: int((corpora[order] == c).sum()) for c in ("ravdess", "tess", "turev")}
+    assert len(order) == 1000 and max(drawn.values()) - min(drawn.values()) <= 1
+    assert len(set(order[corpora[order] == "tess"])) == drawn["tess"]  # no repeats where a corpus has enough
+    natural = epoch_sampler(1000, None)(np.random.default_rng(0))
+    assert sorted(natural) == list(range(1000))
+
+
+def test_new_settings_at_their_neutral_value_keep_stored_fingerprints() -> None:
+    default = load_config("default")
+    assert fingerprint(default) == fingerprint(load_config("default", ["train.corpus_sampling=natural"]))
+    assert fingerprint(default) != fingerprint(load_config("default", ["train.corpus_sampling=balanced"]))
+
+
+@pytest.mark.parametrize("name", sorted(CORPORA))
+def test_every_corpus_has_a_reader_and_a_language(name: str) -> None:
+    corpus = CORPORA[name]
+    assert corpus.name == name and corpus.language and corpus.speakers > 0 and callable(corpus.reader)
