@@ -40,8 +40,8 @@ from emotion_core.research.training import corpus_arguments, fit
 from emotion_core.vad import speech_segments
 
 #: A candidate replaces the served recipe when its mean leave-one-corpus-out UA (over the corpora the
-#: baseline can be scored on) rises by at least this much, and its RAVDESS CV UA falls by no more than
-#: MAX_CV_LOSS, both in the same run.
+#: baseline can be scored on) rises by at least this much and by more than the seed spread of that mean, and
+#: its RAVDESS CV UA falls by no more than MAX_CV_LOSS, all in the same run.
 ADOPT_LOCO_GAIN = 0.03
 MAX_CV_LOSS = 0.01
 
@@ -198,9 +198,15 @@ def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
     comparable = [h for h in spec.held_out if h in rows[0]["loco"]]
     for row in rows:
         row["loco_mean"] = float(np.mean([row["loco"][h]["ua_mean"] for h in comparable])) if comparable else None
+        # the seed spread of the mean: a gain within it is a tie, however large the rule's margin
+        row["loco_mean_seed_std"] = float(np.std([np.mean([s["ua"] for s in per_seed]) for per_seed in zip(
+            *(row["loco"][h]["per_seed"] for h in comparable))])) if comparable else None
+    for row in rows[1:]:
         gain = row["loco_mean"] - rows[0]["loco_mean"] if comparable else 0.0
-        row["adopt"] = bool(row is not rows[0] and gain >= ADOPT_LOCO_GAIN
-                            and rows[0]["cv"]["ua_mean"] - row["cv"]["ua_mean"] <= MAX_CV_LOSS)
+        spread = max(row["loco_mean_seed_std"], rows[0]["loco_mean_seed_std"]) if comparable else 0.0
+        row["loco_gain"], row["cv_change"] = gain, row["cv"]["ua_mean"] - rows[0]["cv"]["ua_mean"]
+        row["adopt"] = bool(gain >= ADOPT_LOCO_GAIN and gain > spread and -row["cv_change"] <= MAX_CV_LOSS)
+    rows[0]["adopt"] = False
     report = {"config": base.name, "run_id": parent.info.run_id, "encoder": base.encoder.name, "seeds": spec.seeds,
               "held_out": spec.held_out, "comparable": comparable,
               "corpora": {n: {"clips": len(df), "speakers": int(df["speaker"].nunique()), "language": CORPORA[n].language,
