@@ -95,6 +95,17 @@ def exported_model(num_layers: int = TOTAL_STATES, precision: str = "int8", cach
         return fp32
     served = folder / model_filename(num_layers, "int8")
     chosen = export.read_sidecar(served)
+    if num_layers < TOTAL_STATES:
+        # One choice per machine, the full encoder's: an early-stopped encoder quantised the same way gives
+        # exactly the full one's first states (timing each depth apart could pick different layouts).
+        full = export.read_sidecar(exported_model(TOTAL_STATES, "int8", cache_root)) or {}
+        if chosen is None or (chosen.get("variant"), chosen.get("machine")) != (full.get("variant"), full.get("machine")):
+            source = served.with_name(model_filename(num_layers, "int8", full["variant"]))
+            if not source.is_file():
+                export.quantize_int8(fp32, source, full["variant"])
+            export.publish_copy(source, served, {"variant": full["variant"], "machine": full["machine"],
+                                                 "chosen_by": f"the {TOTAL_STATES}-state file's choice"})
+        return served
     if chosen is None or chosen.get("machine") != export.machine_identity():
         tune_int8(fp32, served, num_layers)
     return served
