@@ -71,8 +71,9 @@ def make_clips(folder: Path, per_length: int) -> dict[int, list[Path]]:
     for i, actor in enumerate(sorted(manifest["actor"].unique())[:per_length]):
         rows = manifest[(manifest["actor"] == actor) & (manifest["emotion"] != "neutral")]
         audio = []
-        for path in rows["path"].iloc[i * 4 :]:  # the first 4 clips the VAD hears speech in
-            if speech_segments(x := load_audio(path)):
+        for path in rows["path"].iloc[i * 4 :]:  # the first 4 clips whose 1 s and 3 s excerpts the VAD hears
+            x = load_audio(path)
+            if speech_segments(x) and all(speech_segments(excerpt(x, n)) for n in (1, 3)):
                 audio.append(x)
             if len(audio) == 4:
                 break
