@@ -163,9 +163,11 @@ def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
     union = pd.concat(corpora.values(), ignore_index=True)
     cache = EmbeddingCache(load_encoder(base.encoder.name, runtime="torch"))
     cache.build(union, progress=progress)
-    clips = dict(zip(union["clip_id"], cache.load(union, progress=progress, frame_pool=base.model.frame_pool)))
+    # One pass over the cache: the head's pooled view and the probe's statistics (encoder rate) of every clip.
+    clips, stats = {}, {}
+    for clip_id, clip in zip(union["clip_id"], cache.iter(union, progress=progress)):
+        clips[clip_id], stats[clip_id] = clip.pooled(base.model.frame_pool), clip_statistics(clip)
     silent = no_speech_rates({h: corpora[h] for h in spec.held_out})
-    stats = {c: clip_statistics(f) for c, f in zip(union["clip_id"], cache.iter(union, progress=progress))}
     calibrated = per_user_calibration(corpora, stats, spec.held_out) if "ravdess" in corpora else {}
     tracking.setup("crosscorpus")
     recipes = [("baseline: " + base.name + " (as served)", [], base)] + [
