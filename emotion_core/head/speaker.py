@@ -8,11 +8,15 @@ and never the headline number: the served default stays speaker-independent.
 
     profile = predictor.enroll(["me-1.wav", ..., "me-10.wav"])   # unlabeled recordings of one user
     predictor.predict("now.wav", speaker=profile)
+
+Or without an enrollment step: a `RunningProfile` learns the voice from the recordings it is asked about
+(the service keeps one per `X-Speaker-Id`); until it has ADAPT_MIN_CLIPS of them the head answers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,6 +28,10 @@ SPEAKER_PROBE_FILE = "speaker_probe.npz"
 #: Fewer clips give too noisy a mean/std (the CV measured 10 and 20); enrollment refuses fewer than this.
 MIN_ENROLLMENT_CLIPS = 5
 _EPS = 1e-6
+#: A running profile answers from this many earlier recordings on (the CV measured 10 and 20 enrollment clips).
+ADAPT_MIN_CLIPS = 10
+#: It averages over about this many recent recordings: older ones fade, so a new microphone or room is learnt.
+ADAPT_WINDOW = 100
 
 
 def clip_statistics(clip: ClipFeatures) -> np.ndarray:
@@ -57,6 +65,41 @@ class SpeakerProfile:
     def from_dict(cls, d: dict[str, Any]) -> "SpeakerProfile":
         return cls(mean=np.asarray(d["mean"], dtype=np.float64), std=np.asarray(d["std"], dtype=np.float64),
                    n_clips=int(d["n_clips"]))
+
+
+@dataclass
+class RunningProfile:
+    """A voice's profile kept current from its recordings as they arrive, unlabeled: exact mean/std of the
+    first `window` clips, then an exponential average over about the last `window`. Constant memory (two
+    float32 vectors); thread-safe."""
+
+    window: int = ADAPT_WINDOW
+    n_clips: int = 0
+    mean: np.ndarray | None = None
+    var: np.ndarray | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, stats: np.ndarray) -> None:
+        x = np.asarray(stats, dtype=np.float64)
+        with self._lock:
+            if self.mean is None:
+                self.mean, self.var = x.astype(np.float32), np.zeros(x.shape, np.float32)
+            elif x.shape != self.mean.shape:
+                raise ValueError("these statistics come from another encoder than the profile's")
+            else:
+                a = 1.0 / min(self.n_clips + 1, self.window)  # Welford's update while n < window
+                delta = x - self.mean
+                self.mean = (self.mean + a * delta).astype(np.float32)
+                self.var = ((1.0 - a) * (self.var + a * delta**2)).astype(np.float32)
+            self.n_clips += 1
+
+    def profile(self, min_clips: int = ADAPT_MIN_CLIPS) -> SpeakerProfile | None:
+        """The profile so far, or None while it has fewer than `min_clips` recordings."""
+        with self._lock:
+            if self.n_clips < max(2, min_clips):
+                return None
+            return SpeakerProfile(mean=self.mean.astype(np.float64), std=np.sqrt(self.var.astype(np.float64)),
+                                  n_clips=self.n_clips)
 
 
 def standardise_per_speaker(stats: np.ndarray, speakers: Sequence[Any]) -> np.ndarray:

@@ -30,7 +30,7 @@ from emotion_core.data import EMOBOX_FOLDS, cap_samples, load_manifest, split_ac
 from emotion_core.data.corpora import CORPORA
 from emotion_core.encoders import load_encoder
 from emotion_core.head.batching import predict_logits
-from emotion_core.head.speaker import SpeakerProfile, clip_statistics
+from emotion_core.head.speaker import ADAPT_MIN_CLIPS, RunningProfile, SpeakerProfile, clip_statistics
 from emotion_core.labels import EMOTION_TO_INDEX, EMOTIONS
 from emotion_core.research import cv, metrics, probe, tracking
 from emotion_core.research.ablation import AblationRow, slug
@@ -147,6 +147,65 @@ def per_user_calibration(corpora: dict[str, pd.DataFrame], stats: dict[str, np.n
     return out
 
 
+def _stream(probe_model: "probe.SpeakerProbe", df: pd.DataFrame, stats: dict[str, np.ndarray],
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Each speaker's clips in a random order through a `RunningProfile`, as the service meets them under one
+    X-Speaker-Id: the logits of every clip after the first ADAPT_MIN_CLIPS (from the earlier ones only), and
+    which rows those are. The first ones are the head's (cold) answers, measured by the LOCO rows."""
+    rows, logits = [], []
+    speakers = df["speaker"].to_numpy()
+    for speaker in pd.unique(speakers):
+        voice = RunningProfile()
+        for i in rng.permutation(np.flatnonzero(speakers == speaker)):
+            x = stats[df["clip_id"].iat[i]]
+            if (profile := voice.profile()) is not None:
+                rows.append(i)
+                logits.append(probe_model.logits(x, profile))
+            voice.add(x)
+    return np.array(rows, int), np.array(logits)
+
+
+def adaptation_to_voices(corpora: dict[str, pd.DataFrame], stats: dict[str, np.ndarray], held_out: list[str],
+                         seeds: list[int]) -> dict[str, dict]:
+    """Adapting to a voice (`X-Speaker-Id`, `serving.adaptation`) on every held-out corpus: the shipped
+    speaker probe (fit on every RAVDESS actor, as `make train` fits it) on each held-out corpus, and on
+    RAVDESS the probe of each CV fold's training actors on its test actors; each speaker streamed once per
+    seed. UA over the answers given after the first ADAPT_MIN_CLIPS recordings of each speaker."""
+    def fitted(df: pd.DataFrame):
+        return probe.fit_speaker_probe(np.stack([stats[c] for c in df["clip_id"]]), df["label"].to_numpy(),
+                                       df["speaker"].to_numpy(), calibration_folds=1)  # argmax: no temperature
+
+    def scored(model, df: pd.DataFrame, seed: int) -> dict:
+        df = df.reset_index(drop=True)
+        rows, logits = _stream(model, df, stats, np.random.default_rng(seed))
+        return {"clips": len(rows), **score(df.iloc[rows], logits)}
+
+    out: dict[str, dict] = {}
+    ravdess = corpora.get("ravdess")
+    if ravdess is None:
+        return out
+    shipped = fitted(ravdess)
+    for held in (h for h in held_out if h != "ravdess"):
+        per_seed = [{"seed": seed, **scored(shipped, corpora[held], seed)} for seed in seeds]
+        out[held] = {"trained_on": ["ravdess"], "per_seed": per_seed}
+    if "ravdess" in held_out:  # in domain: the CV's folds, each probe from its training actors only
+        folds = [f for f in EMOBOX_FOLDS if (ravdess["fold"] == f).any()]
+        models = {f: fitted(ravdess[ravdess["fold"] != f]) for f in folds}
+        per_seed = []
+        for seed in seeds:
+            per_fold = [scored(models[f], ravdess[ravdess["fold"] == f], seed)["ua"] for f in folds]
+            per_seed.append({"seed": seed, "ua": float(np.mean(per_fold)), "per_fold": per_fold})
+        out["ravdess"] = {"trained_on": ["ravdess (other folds' actors)"], "per_seed": per_seed,
+                          "fold_std": float(np.mean([np.std(s["per_fold"]) for s in per_seed]))}
+    for row in out.values():
+        uas = [s["ua"] for s in row["per_seed"]]
+        row.update(ua_mean=float(np.mean(uas)), ua_std=float(np.std(uas)), min_clips=ADAPT_MIN_CLIPS)
+        if "recall" in row["per_seed"][0]:
+            row["recall"] = {e: float(np.mean([s["recall"][e] for s in row["per_seed"]])) for e in row["per_seed"][0]["recall"]}
+            row["neutral_rate"] = float(np.mean([s["neutral_rate"] for s in row["per_seed"]]))
+    return out
+
+
 def no_speech_rates(corpora: dict[str, pd.DataFrame]) -> dict[str, float]:
     """Share of each corpus' clips the served voice-activity decision calls silent (`no_speech`)."""
     return {name: float(np.mean([not speech_segments(load_audio(p)) for p in df["path"]])) for name, df in corpora.items()}
@@ -169,6 +228,7 @@ def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
         clips[clip_id], stats[clip_id] = clip.pooled(base.model.frame_pool), clip_statistics(clip)
     silent = no_speech_rates({h: corpora[h] for h in spec.held_out})
     calibrated = per_user_calibration(corpora, stats, spec.held_out) if "ravdess" in corpora else {}
+    adapted = adaptation_to_voices(corpora, stats, spec.held_out, spec.seeds)
     tracking.setup("crosscorpus")
     recipes = [("baseline: " + base.name + " (as served)", [], base)] + [
         (c.name, c.set_, load_config(spec.base, [*c.set_, f"name={base.name}-crosscorpus-{i:02d}"]))
@@ -214,7 +274,7 @@ def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
               "corpora": {n: {"clips": len(df), "speakers": int(df["speaker"].nunique()), "language": CORPORA[n].language,
                               "classes": list(CORPORA[n].classes), "what": CORPORA[n].what,
                               **({"no_speech_rate": silent[n]} if n in silent else {})} for n, df in corpora.items()},
-              "recipes": rows, "per_user_calibration": calibrated, "rule": {"loco_gain": ADOPT_LOCO_GAIN, "max_cv_loss": MAX_CV_LOSS},
+              "recipes": rows, "per_user_calibration": calibrated, "adaptation": adapted, "rule": {"loco_gain": ADOPT_LOCO_GAIN, "max_cv_loss": MAX_CV_LOSS},
               "seconds": round(time.perf_counter() - start, 1)}
     write(report, reports_dir(base))
     with mlflow.start_run(run_id=parent.info.run_id):

@@ -237,6 +237,21 @@ def crosscorpus_tables(report: dict) -> list[str]:
               "| recipe | UA | WA |", "|---|---|---|"]
     for row in report["recipes"]:
         lines.append(f"| {row['name']} | {_pct(row['cv']['ua_mean'], row['cv']['ua_std'])} | {_pct(row['cv']['wa_mean'])} |")
+    if adapted := report.get("adaptation"):
+        base = report["recipes"][0]
+        cold = [_pct(base["loco"][h]["ua_mean"], base["loco"][h]["ua_std"]) if h in base["loco"] else
+                (_pct(base["cv"]["ua_mean"], base["cv"]["ua_std"]) + " (CV)" if h == "ravdess" else "—") for h in held]
+        warm = [(_pct(adapted[h]["ua_mean"], adapted[h]["ua_std"])
+                 + (f" (CV; folds ± {adapted[h]['fold_std'] * 100:.1f}%)" if "fold_std" in adapted[h] else "")) if h in adapted
+                else "—" for h in held]
+        first = next(iter(adapted.values()))["min_clips"]
+        lines += ["", f"Adapting to a voice (`X-Speaker-Id`, docs/api.md): once a speaker has sent {first} recordings the "
+                  "speaker-normalised probe answers with their running profile (unlabeled). UA over the answers after "
+                  f"those {first}, mean ± std over stream orders (seeds; the cold CV's ± is over folds); on RAVDESS each "
+                  "fold's probe knows only its training actors:", "",
+                  "| answer | " + " | ".join(names.get(h, h) for h in held) + " |", "|---|" + "---|" * len(held),
+                  f"| {base['name']}: cold, no speaker id | " + " | ".join(cold) + " |",
+                  f"| adapted to the speaker after {first} recordings | " + " | ".join(warm) + " |"]
     return lines
 
 
@@ -263,6 +278,11 @@ def crosscorpus_markdown(report: dict) -> str:
     for held, cell in report.get("per_user_calibration", {}).items():
         lines.append(f"* held-out {held}: UA {_pct(cell['ua'])}; answered `neutral` {cell['neutral_rate'] * 100:.1f}% of the time; "
                      + ", ".join(f"{e} {v * 100:.0f}%" for e, v in cell["recall"].items()) + ".")
+    for held, cell in report.get("adaptation", {}).items():
+        if "recall" in cell:
+            lines.append(f"* adapting to each speaker of {held} (`X-Speaker-Id`, after {cell['min_clips']} recordings): UA "
+                         f"{_pct(cell['ua_mean'], cell['ua_std'])}; answered `neutral` {cell['neutral_rate'] * 100:.1f}% "
+                         "of the time; " + ", ".join(f"{e} {v * 100:.0f}%" for e, v in cell["recall"].items()) + ".")
     lines += ["", "## Per-class recall on the held-out corpora", ""]
     for row in report["recipes"]:
         for held, cell in row["loco"].items():
@@ -287,7 +307,17 @@ def crosscorpus_card(report: dict, cfg) -> str:
         fails += "; it answers `neutral` to " + ", ".join(f"{v:.1%} of {h}'s clips" for h, v in neutral.items())
     return (f"Leave one corpus out ([crosscorpus.md](crosscorpus.md), recipe \"{row['name']}\"): " + "; ".join(cells)
             + f"; RAVDESS CV {_pct(row['cv']['ua_mean'], row['cv']['ua_std'])}. {fails}. Spontaneous, noisy or "
-            "phone speech is not measured here and is expected to be worse still.")
+            "phone speech is not measured here and is expected to be worse still." + _adapted_sentence(report))
+
+
+def _adapted_sentence(report: dict) -> str:
+    adapted = report.get("adaptation") or {}
+    if not adapted:
+        return ""
+    first = next(iter(adapted.values()))["min_clips"]
+    return (f" Told who is speaking (`X-Speaker-Id`), after {first} of their recordings it answers "
+            + ", ".join(f"{h} {_pct(c['ua_mean'])}" + (" (RAVDESS CV)" if h == "ravdess" else "") for h, c in adapted.items())
+            + " UA.")
 
 
 def crosscorpus_readme_text(report: dict) -> str:

@@ -67,6 +67,17 @@ def also_returns(*models: type[BaseModel]):
     return mark
 
 
+def reads_headers(*parameters: dict[str, Any]):
+    """Mark a BentoML API function that reads these optional request headers (OpenAPI parameter objects, `in:
+    header`): BentoML documents only the body. Put it under `@bentoml.api`."""
+
+    def mark(func):
+        func.__openapi_headers__ = parameters
+        return func
+
+    return mark
+
+
 def split_doc(doc: str | None) -> tuple[str | None, str | None]:
     """A docstring → (summary = its first line without the trailing dot, description = all of it)."""
     doc = inspect.cleandoc(doc or "")
@@ -166,6 +177,8 @@ def _document(service: Any) -> dict[str, Any]:
             summary, description = split_doc(api.doc)
             model = response_model(api.output_spec)
             also = getattr(getattr(api, "func", None), "__openapi_also_returns__", ())
+            if headers := getattr(getattr(api, "func", None), "__openapi_headers__", ()):
+                op.setdefault("parameters", []).extend(copy.deepcopy(list(headers)))
             if model is not None and also:
                 models = (model, *also)
                 responses["200"] = {"description": "Successful Response: " + " or ".join(m.__name__ for m in models),

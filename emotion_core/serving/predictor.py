@@ -20,7 +20,13 @@ from emotion_core.features import SAMPLE_RATE
 from emotion_core.head.batching import collate, prepare
 from emotion_core.head.clip_features import ClipFeatures, extract_features
 from emotion_core.head.packaging import find_model_dir, load_model_dir
-from emotion_core.head.speaker import MIN_ENROLLMENT_CLIPS, SpeakerProbe, SpeakerProfile, clip_statistics
+from emotion_core.head.speaker import (
+    MIN_ENROLLMENT_CLIPS,
+    RunningProfile,
+    SpeakerProbe,
+    SpeakerProfile,
+    clip_statistics,
+)
 from emotion_core.labels import EMOTIONS, low_confidence_warning, music_mood
 from emotion_core.serving.limits import MODEL_THREADS, Limits
 from emotion_core.serving.schemas import EmotionPrediction
@@ -102,13 +108,13 @@ class Predictor:
         # equals the evaluated one for the same file.
         return ClipFeatures(hidden=feats.hidden.half(), mel=feats.mel.half())
 
-    def _window_logits(self, audio: np.ndarray, speaker: SpeakerProfile | None = None) -> np.ndarray:
+    def _window_logits(self, audio: np.ndarray, speaker: SpeakerProfile | None = None) -> tuple[np.ndarray, ClipFeatures]:
         with self.model_slots:
             feats = self._window_features(audio)
             if speaker is not None:
-                return self.speaker_probe.logits(clip_statistics(feats), speaker)
+                return self.speaker_probe.logits(clip_statistics(feats), speaker), feats
             with torch.inference_mode():
-                return collate(prepare(self.model, [feats])).logits(self.model)[0].numpy()
+                return collate(prepare(self.model, [feats])).logits(self.model)[0].numpy(), feats
 
     def _voiced(self, audio: np.ndarray, segments: list[Segment] | None = None) -> list[Segment]:
         if len(audio) < MIN_SECONDS * SAMPLE_RATE:
@@ -119,15 +125,25 @@ class Predictor:
         return segments
 
     def probabilities(self, audio: np.ndarray, segments: list[Segment] | None = None,
-                      speaker: SpeakerProfile | None = None) -> np.ndarray:
+                      speaker: SpeakerProfile | None = None, voice: RunningProfile | None = None) -> np.ndarray:
         """Calibrated probabilities [8] for 16 kHz mono audio: the logits of the windows `windows.plan_windows`
         picks (the whole clip up to 6 s; else voiced 4 s windows every 2 s), averaged, then / temperature.
         Raises NoSpeechError when the VAD finds no speech (`segments`: its answer, if already known).
-        With `speaker` (a profile from `enroll`), the speaker-normalised probe answers instead of the head."""
+        With `speaker` (a profile from `enroll`), the speaker-normalised probe answers instead of the head.
+        With `voice` (a running profile of the same speaker), the probe answers with its profile once it holds
+        ADAPT_MIN_CLIPS earlier recordings (the head before), and this recording's windows join it afterwards."""
         segments = self._voiced(audio, segments)
+        if voice is not None:
+            if self.speaker_probe is None:
+                raise ValueError(f"model {self.source} has no speaker probe: adaptation to a voice is unavailable")
+            speaker = voice.profile()
         self._check_speaker(speaker)
         windows = plan_windows(len(audio), segments, max_windows=self.limits.max_windows)
-        logits = np.mean([self._window_logits(audio[a:b], speaker) for a, b in windows], axis=0)
+        answers = [self._window_logits(audio[a:b], speaker) for a, b in windows]
+        if voice is not None:
+            for _, feats in answers:
+                voice.add(clip_statistics(feats))
+        logits = np.mean([logit for logit, _ in answers], axis=0)
         z = logits / (self.meta.temperature if speaker is None else self.speaker_probe.temperature)
         p = np.exp(z - z.max())
         return p / p.sum()
@@ -161,18 +177,19 @@ class Predictor:
             raise ValueError("this speaker profile was made with another encoder")
 
     def predict(self, source: AudioSource, sample_rate: int | None = None,
-                speaker: SpeakerProfile | None = None) -> EmotionPrediction:
+                speaker: SpeakerProfile | None = None, voice: RunningProfile | None = None) -> EmotionPrediction:
         """Emotion of a whole recording. Raises AudioError (too short/long, undecodable) or NoSpeechError.
-        `speaker`: optional per-user calibration (`enroll`)."""
+        `speaker`: optional per-user calibration (`enroll`); `voice`: or a running profile that learns it."""
         audio = load_audio(source, sample_rate=sample_rate, max_seconds=self.limits.max_audio_seconds)
-        return self.prediction(self.probabilities(audio, speaker=speaker))
+        return self.prediction(self.probabilities(audio, speaker=speaker, voice=voice))
 
     def predict_realtime(self, source: AudioSource, sample_rate: int | None = None,
-                         speaker: SpeakerProfile | None = None) -> EmotionPrediction:
+                         speaker: SpeakerProfile | None = None, voice: RunningProfile | None = None) -> EmotionPrediction:
         """Emotion of a microphone buffer (0.5–3 s is the sweet spot): one pass over its most recent 4 s
         (what the app shows is "now"), no sliding windows, so latency stays flat whatever is sent."""
         audio = load_audio(source, sample_rate=sample_rate, max_seconds=self.limits.max_audio_seconds)
-        return self.prediction(self.probabilities(audio[-int(WINDOW_SECONDS * SAMPLE_RATE) :], speaker=speaker))
+        return self.prediction(self.probabilities(audio[-int(WINDOW_SECONDS * SAMPLE_RATE) :], speaker=speaker,
+                                                  voice=voice))
 
     @staticmethod
     def prediction(probs: np.ndarray) -> EmotionPrediction:

@@ -152,6 +152,8 @@ class AccessGuard:
         key = self._key(scope, headers)
         authorized = self.policy.authorized(key)
         scope.setdefault("state", {})["authenticated"] = authorized or not self.policy.keys_on
+        # whose data a request may touch (the voice profiles of `serving.adaptation`): a key, or everyone's
+        scope["state"]["client"] = f"key:{digest(key)}" if authorized else "open"
         open_path = path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
         if self.policy.keys_on and not authorized and not open_path:
             return await self._refuse(scope, send, 401, "a valid API key is required "
@@ -213,7 +215,9 @@ class AccessGuard:
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message = {**message, "headers": [*message.get("headers", []),
-                                                  (b"access-control-allow-origin", origin.encode()), (b"vary", b"Origin")]}
+                                                  (b"access-control-allow-origin", origin.encode()), (b"vary", b"Origin"),
+                                                  # what a speaker's answer was adapted with (serving.adaptation)
+                                                  (b"access-control-expose-headers", b"X-Emotion-Adaptation")]}
             await send(message)
 
         return wrapped

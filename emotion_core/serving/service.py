@@ -24,8 +24,16 @@ from starlette.responses import JSONResponse
 from emotion_core.audio import AudioError, AudioTooLongError, load_audio
 from emotion_core.encoders.onnx.export import machine_identity
 from emotion_core.labels import EMOTIONS, MUSIC_MOODS
+from emotion_core.serving.adaptation import (
+    ADAPTATION_HEADER,
+    SPEAKER_HEADER,
+    SPEAKER_PARAMETER,
+    SpeakerIdError,
+    VoiceProfiles,
+    describe,
+)
 from emotion_core.serving.limits import MODEL_THREADS
-from emotion_core.serving.openapi import OpenAPIDocs, also_returns
+from emotion_core.serving.openapi import OpenAPIDocs, also_returns, reads_headers
 from emotion_core.serving.predictor import NoSpeechError, Predictor
 from emotion_core.serving.schemas import (
     EmotionPrediction,
@@ -83,12 +91,24 @@ class EmotionService:
     def __init__(self) -> None:
         # Refuses to start (LookupError naming the command to run) when no champion is registered.
         self.predictor = Predictor.from_uri()
+        self.voices = VoiceProfiles.from_env()  # adaptation to a named speaker (X-Speaker-Id)
         self.started = time.time()
 
-    def _predict(self, path: Path, predict=None):
-        """`predict(path)` (default: a whole-recording prediction), its AudioErrors as 4xx JSON."""
+    def _predict(self, path: Path, predict=None, ctx: bentoml.Context | None = None):
+        """`predict(path)` (default: a whole-recording prediction), its AudioErrors as 4xx JSON. With `ctx`
+        (the request), a `predict(path, voice=...)` adapts to the speaker its X-Speaker-Id names."""
+        result = self._answer(path, predict or self.predictor.predict, ctx)
+        if ctx is not None and isinstance(result, JSONResponse):
+            ctx.response.status_code = result.status_code  # BentoML answers with ctx's status, not the response's
+        return result
+
+    def _answer(self, path: Path, predict, ctx: bentoml.Context | None):
         try:
-            return (predict or self.predictor.predict)(path)
+            if ctx is not None:
+                predict = self._adapting(predict, ctx)
+            return predict(path)
+        except SpeakerIdError as exc:
+            return error(422, str(exc))
         except NoSpeechError as exc:  # a valid answer (200), not an error: there is no emotion to report
             # (a JSONResponse: BentoML 1.4 can't build its OpenAPI spec for a Union return type)
             return JSONResponse(NoSpeech(detail=str(exc), duration=round(exc.duration, 3)).model_dump())
@@ -97,17 +117,29 @@ class EmotionService:
         except AudioError as exc:  # name the upload, not BentoML's temporary copy of it
             return error(422, str(exc).replace(str(path), "the uploaded file"))
 
+    def _adapting(self, predict, ctx: bentoml.Context):
+        """`predict` with the named speaker's running profile, saying in a response header what it used."""
+        state = ctx.request.scope.get("state", {})
+        voice = self.voices.voice(state.get("client", "open"), ctx.request.headers.get(SPEAKER_HEADER))
+        before = voice.n_clips if voice is not None else 0
+        if voice is not None and self.predictor.speaker_probe is None:
+            voice = None  # a model without a speaker probe: the head answers, and the header says so
+        ctx.response.headers[ADAPTATION_HEADER] = describe(voice, before)
+        return functools.partial(predict, voice=voice) if voice is not None else predict
+
     @bentoml.api(route="/predict-emotion/")
     @also_returns(NoSpeech)
-    def predict_emotion(self, file: Path) -> EmotionPrediction:
+    @reads_headers(SPEAKER_PARAMETER)
+    def predict_emotion(self, file: Path, ctx: bentoml.Context) -> EmotionPrediction:
         """Emotion of a whole recording.
 
         Multipart field `file`: wav, flac, ogg, mp3, m4a, webm, 3gp. Answers the emotion, its calibrated
         confidence, the music mood, all 8 probabilities, and a `warning` when the confidence is low.
         Recordings longer than 6 s are pooled over their voiced 4 s windows; without speech the answer is
-        `{"status": "no_speech", ...}`.
+        `{"status": "no_speech", ...}`. Header `X-Speaker-Id` (optional): the app's id for the speaker; the
+        service then learns that voice from its recordings and answers with it after 10 (docs/api.md).
         """
-        return self._predict(file)
+        return self._predict(file, ctx=ctx)
 
     @bentoml.api(route="/predict-timeline/")
     def predict_timeline(self, file: Path) -> Timeline:
@@ -121,13 +153,15 @@ class EmotionService:
 
     @bentoml.api(route="/predict-realtime/")
     @also_returns(NoSpeech)
-    def predict_realtime(self, audio_buffer: Path) -> RealtimePrediction:
+    @reads_headers(SPEAKER_PARAMETER)
+    def predict_realtime(self, audio_buffer: Path, ctx: bentoml.Context) -> RealtimePrediction:
         """Emotion of a short microphone buffer.
 
         Multipart field `audio_buffer`: a few seconds of audio in any format `/predict-emotion/` takes.
-        Answers the emotion, confidence, music mood and `warning` (no probabilities).
+        Answers the emotion, confidence, music mood and `warning` (no probabilities). `X-Speaker-Id` as for
+        `/predict-emotion/`.
         """
-        result = self._predict(audio_buffer, self.predictor.predict_realtime)
+        result = self._predict(audio_buffer, self.predictor.predict_realtime, ctx=ctx)
         if not isinstance(result, EmotionPrediction):
             return result
         return RealtimePrediction(**result.model_dump(include=set(RealtimePrediction.model_fields)))

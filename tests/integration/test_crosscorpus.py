@@ -41,6 +41,23 @@ def test_every_recipe_is_scored_on_every_corpus_it_did_not_train_on(report: dict
                                                          for c in calibrated.values())
 
 
+def test_adapting_to_each_voice_is_scored_after_its_first_recordings(report: dict) -> None:
+    """`X-Speaker-Id` as the service meets it: each speaker's clips streamed through a RunningProfile, only the
+    answers after its first ADAPT_MIN_CLIPS counted; on RAVDESS each CV fold's probe never saw its test actors."""
+    from emotion_core.head.speaker import ADAPT_MIN_CLIPS
+
+    adapted = report["adaptation"]
+    assert set(adapted) == {"tess", "turev", "ravdess"}
+    for held in ("tess", "turev"):
+        speakers = report["corpora"][held]["speakers"]
+        (row,) = adapted[held]["per_seed"]
+        # every clip after its speaker's first ADAPT_MIN_CLIPS (a shrunk corpus may give a speaker fewer)
+        assert report["corpora"][held]["clips"] - speakers * ADAPT_MIN_CLIPS <= row["clips"] < report["corpora"][held]["clips"]
+        assert row["ua"] == pytest.approx(sum(row["recall"].values()) / len(row["recall"]))
+    assert len(adapted["ravdess"]["per_seed"][0]["per_fold"]) == 5  # the smoke actors fill 5 of the 6 folds
+    assert "adapted to the speaker after 10 recordings" in crosscorpus_readme_text(report)
+
+
 def test_report_files_and_readme_block(report: dict, smoke_cfg) -> None:
     out = reports_dir(smoke_cfg)
     assert json.loads((out / "crosscorpus.json").read_text())["run_id"] == report["run_id"]

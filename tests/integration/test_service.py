@@ -166,6 +166,35 @@ def test_predict_realtime(client: httpx.Client, predictor: Predictor, excerpt: P
     assert math.isclose(body["confidence"], local.confidence, abs_tol=1e-4)
 
 
+def test_a_named_speaker_is_learnt_then_adapted_to(client: httpx.Client, predictor: Predictor, ravdess_manifest) -> None:
+    """`X-Speaker-Id`: the head answers (and the voice is learnt) until ADAPT_MIN_CLIPS recordings, then the
+    speaker probe with the running profile of the earlier ones, exactly as `Predictor` does in process; the
+    answer's fields stay the app's, the header says which answered."""
+    from emotion_core.head.speaker import ADAPT_MIN_CLIPS, RunningProfile
+
+    actor = ravdess_manifest[ravdess_manifest["actor"] == 11].sort_values("path")  # a test actor
+    paths = [RAVDESS / p for p in actor["path"].iloc[:: len(actor) // (ADAPT_MIN_CLIPS + 2)][: ADAPT_MIN_CLIPS + 2]]
+    voice, speaker = RunningProfile(), f"actor-11-{os.getpid()}-{time.time_ns()}"
+    for i, path in enumerate(paths):
+        with path.open("rb") as f:
+            r = client.post("/predict-emotion/", files={"file": (path.name, f)}, headers={"X-Speaker-Id": speaker})
+        assert r.status_code == 200, r.text
+        assert set(r.json()) == PREDICTION_KEYS
+        assert r.headers["x-emotion-adaptation"] == (f"adapted; clips={i}" if i >= ADAPT_MIN_CLIPS else f"learning; clips={i}")
+        local = predictor.predict(path, voice=voice)
+        if i < ADAPT_MIN_CLIPS:  # still the head: the same answer as without the header
+            assert local == predictor.predict(path)
+        probs = r.json()["all_probabilities"]
+        np.testing.assert_allclose([probs[e] for e in EMOTIONS], [getattr(local.all_probabilities, e) for e in EMOTIONS],
+                                   atol=1e-3)
+    assert voice.n_clips == len(paths)
+    plain = post_file(client, "/predict-emotion/", "file", paths[-1])  # no header: the head, deterministic
+    assert plain.headers["x-emotion-adaptation"] == "off" and plain.json()["emotion"] == predictor.predict(paths[-1]).emotion
+    with paths[0].open("rb") as f:
+        bad = client.post("/predict-realtime/", files={"audio_buffer": (paths[0].name, f)}, headers={"X-Speaker-Id": "../x y"})
+    assert "X-Speaker-Id" in assert_error_json(bad)["detail"]
+
+
 # --------------------------------------------------------------------------------------------- bad input: 4xx, never 5xx
 
 

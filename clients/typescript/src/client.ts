@@ -104,7 +104,8 @@ export class EmotionClient {
    * Multipart field `file`: wav, flac, ogg, mp3, m4a, webm, 3gp. Answers the emotion, its calibrated
    * confidence, the music mood, all 8 probabilities, and a `warning` when the confidence is low.
    * Recordings longer than 6 s are pooled over their voiced 4 s windows; without speech the answer is
-   * `{"status": "no_speech", ...}`.
+   * `{"status": "no_speech", ...}`. Header `X-Speaker-Id` (optional): the app's id for the speaker; the
+   * service then learns that voice from its recordings and answers with it after 10 (docs/api.md).
    * `POST /predict-emotion/`
    */
   predictEmotion(file: Blob, options: UploadOptions = {}): Promise<EmotionPrediction | NoSpeech> {
@@ -115,7 +116,8 @@ export class EmotionClient {
    * Emotion of a short microphone buffer.
    *
    * Multipart field `audio_buffer`: a few seconds of audio in any format `/predict-emotion/` takes.
-   * Answers the emotion, confidence, music mood and `warning` (no probabilities).
+   * Answers the emotion, confidence, music mood and `warning` (no probabilities). `X-Speaker-Id` as for
+   * `/predict-emotion/`.
    * `POST /predict-realtime/`
    */
   predictRealtime(audioBuffer: Blob, options: UploadOptions = {}): Promise<RealtimePrediction | NoSpeech> {
