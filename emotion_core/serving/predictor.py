@@ -108,13 +108,17 @@ class Predictor:
         # equals the evaluated one for the same file.
         return ClipFeatures(hidden=feats.hidden.half(), mel=feats.mel.half())
 
-    def _window_logits(self, audio: np.ndarray, speaker: SpeakerProfile | None = None) -> tuple[np.ndarray, ClipFeatures]:
+    def _window_logits(self, audio: np.ndarray, speaker: SpeakerProfile | None = None,
+                       want_stats: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """One window's logits (the head's, or with `speaker` the probe's), and its `clip_statistics` when
+        `want_stats` or the probe needs them (computed once; the features themselves are not kept)."""
         with self.model_slots:
             feats = self._window_features(audio)
+            stats = clip_statistics(feats) if want_stats or speaker is not None else None
             if speaker is not None:
-                return self.speaker_probe.logits(clip_statistics(feats), speaker), feats
+                return self.speaker_probe.logits(stats, speaker), stats
             with torch.inference_mode():
-                return collate(prepare(self.model, [feats])).logits(self.model)[0].numpy(), feats
+                return collate(prepare(self.model, [feats])).logits(self.model)[0].numpy(), stats
 
     def _voiced(self, audio: np.ndarray, segments: list[Segment] | None = None) -> list[Segment]:
         if len(audio) < MIN_SECONDS * SAMPLE_RATE:
@@ -139,10 +143,10 @@ class Predictor:
             speaker = voice.profile()
         self._check_speaker(speaker)
         windows = plan_windows(len(audio), segments, max_windows=self.limits.max_windows)
-        answers = [self._window_logits(audio[a:b], speaker) for a, b in windows]
+        answers = [self._window_logits(audio[a:b], speaker, want_stats=voice is not None) for a, b in windows]
         if voice is not None:
-            for _, feats in answers:
-                voice.add(clip_statistics(feats))
+            for _, stats in answers:
+                voice.add(stats)
         logits = np.mean([logit for logit, _ in answers], axis=0)
         z = logits / (self.meta.temperature if speaker is None else self.speaker_probe.temperature)
         p = np.exp(z - z.max())
