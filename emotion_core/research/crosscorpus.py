@@ -30,7 +30,7 @@ from emotion_core.data import EMOBOX_FOLDS, cap_samples, load_manifest, split_ac
 from emotion_core.data.corpora import CORPORA
 from emotion_core.encoders import load_encoder
 from emotion_core.head.batching import predict_logits
-from emotion_core.head.speaker import ADAPT_MIN_CLIPS, RunningProfile, SpeakerProfile, clip_statistics
+from emotion_core.head.speaker import ADAPT_MIN_CLIPS, RunningProfile, SpeakerProbe, SpeakerProfile, clip_statistics
 from emotion_core.labels import EMOTION_TO_INDEX, EMOTIONS
 from emotion_core.research import cv, metrics, probe, tracking
 from emotion_core.research.ablation import AblationRow, slug
@@ -123,14 +123,18 @@ def _recipe(cfg: ExperimentConfig, spec: CrossCorpusSpec, corpora: dict[str, pd.
     return {"trained_on": own, "loco": loco, "cv": {k: head[k] for k in ("ua_mean", "ua_std", "wa_mean", "per_fold")}}
 
 
+def speaker_probe_of(df: pd.DataFrame, stats: dict[str, np.ndarray]) -> SpeakerProbe:
+    """The speaker-normalised probe fit on `df`'s speakers, as `make train` fits it on every RAVDESS actor. The
+    report scores argmax answers only, so no temperature is fit (the coefficients are the same)."""
+    return probe.fit_speaker_probe(np.stack([stats[c] for c in df["clip_id"]]), df["label"].to_numpy(),
+                                   df["speaker"].to_numpy(), calibration_folds=1)
+
+
 def per_user_calibration(corpora: dict[str, pd.DataFrame], stats: dict[str, np.ndarray], held_out: list[str],
-                         enrollment: int = 10, seed: int = 0) -> dict[str, dict]:
-    """The shipped per-user calibration (`Predictor.enroll`) on voices it never heard: the speaker-normalised
-    probe fit on every RAVDESS actor, as `make train` fits it; each held-out clip scored with a profile from
-    `enrollment` other clips of its own speaker (never their labels, never the clip itself)."""
-    train = corpora["ravdess"]
-    shipped = probe.fit_speaker_probe(np.stack([stats[c] for c in train["clip_id"]]), train["label"].to_numpy(),
-                                      train["speaker"].to_numpy())
+                         shipped: SpeakerProbe, enrollment: int = 10, seed: int = 0) -> dict[str, dict]:
+    """The shipped per-user calibration (`Predictor.enroll`) on voices it never heard: `shipped`, the probe fit
+    on every RAVDESS actor; each held-out clip scored with a profile from `enrollment` other clips of its own
+    speaker (never their labels, never the clip itself)."""
     rng = np.random.default_rng(seed)
     out = {}
     for held in (h for h in held_out if h != "ravdess"):
@@ -147,7 +151,7 @@ def per_user_calibration(corpora: dict[str, pd.DataFrame], stats: dict[str, np.n
     return out
 
 
-def _stream(probe_model: "probe.SpeakerProbe", df: pd.DataFrame, stats: dict[str, np.ndarray],
+def _stream(probe_model: SpeakerProbe, df: pd.DataFrame, stats: dict[str, np.ndarray],
             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Each speaker's clips in a random order through a `RunningProfile`, as the service meets them under one
     X-Speaker-Id: the logits of every clip after the first ADAPT_MIN_CLIPS (from the earlier ones only), and
@@ -166,31 +170,24 @@ def _stream(probe_model: "probe.SpeakerProbe", df: pd.DataFrame, stats: dict[str
 
 
 def adaptation_to_voices(corpora: dict[str, pd.DataFrame], stats: dict[str, np.ndarray], held_out: list[str],
-                         seeds: list[int]) -> dict[str, dict]:
-    """Adapting to a voice (`X-Speaker-Id`, `serving.adaptation`) on every held-out corpus: the shipped
-    speaker probe (fit on every RAVDESS actor, as `make train` fits it) on each held-out corpus, and on
-    RAVDESS the probe of each CV fold's training actors on its test actors; each speaker streamed once per
-    seed. UA over the answers given after the first ADAPT_MIN_CLIPS recordings of each speaker."""
-    def fitted(df: pd.DataFrame):
-        return probe.fit_speaker_probe(np.stack([stats[c] for c in df["clip_id"]]), df["label"].to_numpy(),
-                                       df["speaker"].to_numpy(), calibration_folds=1)  # argmax: no temperature
-
+                         seeds: list[int], shipped: SpeakerProbe) -> dict[str, dict]:
+    """Adapting to a voice (`X-Speaker-Id`, `serving.adaptation`) on every held-out corpus: `shipped` (the probe
+    fit on every RAVDESS actor) on each held-out corpus, and on RAVDESS the probe of each CV fold's training
+    actors on its test actors; each speaker streamed once per seed. UA over the answers given after the first
+    ADAPT_MIN_CLIPS recordings of each speaker."""
     def scored(model, df: pd.DataFrame, seed: int) -> dict:
         df = df.reset_index(drop=True)
         rows, logits = _stream(model, df, stats, np.random.default_rng(seed))
         return {"clips": len(rows), **score(df.iloc[rows], logits)}
 
     out: dict[str, dict] = {}
-    ravdess = corpora.get("ravdess")
-    if ravdess is None:
-        return out
-    shipped = fitted(ravdess)
+    ravdess = corpora["ravdess"]
     for held in (h for h in held_out if h != "ravdess"):
         per_seed = [{"seed": seed, **scored(shipped, corpora[held], seed)} for seed in seeds]
         out[held] = {"trained_on": ["ravdess"], "per_seed": per_seed}
     if "ravdess" in held_out:  # in domain: the CV's folds, each probe from its training actors only
         folds = [f for f in EMOBOX_FOLDS if (ravdess["fold"] == f).any()]
-        models = {f: fitted(ravdess[ravdess["fold"] != f]) for f in folds}
+        models = {f: speaker_probe_of(ravdess[ravdess["fold"] != f], stats) for f in folds}
         per_seed = []
         for seed in seeds:
             per_fold = [scored(models[f], ravdess[ravdess["fold"] == f], seed)["ua"] for f in folds]
@@ -227,8 +224,11 @@ def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
     for clip_id, clip in zip(union["clip_id"], cache.iter(union, progress=progress)):
         clips[clip_id], stats[clip_id] = clip.pooled(base.model.frame_pool), clip_statistics(clip)
     silent = no_speech_rates({h: corpora[h] for h in spec.held_out})
-    calibrated = per_user_calibration(corpora, stats, spec.held_out) if "ravdess" in corpora else {}
-    adapted = adaptation_to_voices(corpora, stats, spec.held_out, spec.seeds)
+    calibrated, adapted = {}, {}
+    if "ravdess" in corpora:  # the speaker probe `make train` ships, fit once for both
+        shipped = speaker_probe_of(corpora["ravdess"], stats)
+        calibrated = per_user_calibration(corpora, stats, spec.held_out, shipped)
+        adapted = adaptation_to_voices(corpora, stats, spec.held_out, spec.seeds, shipped)
     tracking.setup("crosscorpus")
     recipes = [("baseline: " + base.name + " (as served)", [], base)] + [
         (c.name, c.set_, load_config(spec.base, [*c.set_, f"name={base.name}-crosscorpus-{i:02d}"]))
