@@ -118,6 +118,7 @@ def markdown(r: dict) -> str:
     enc = r["encoder_only"]
     lines += ["", "**Encoder alone**, 3 s clip, ms p50 (int8 stopping after layer k runs k of the 6 transformer layers):", "",
               "| encoder | p50 | p95 |", "|---|---|---|"] + [f"| {k} | {v['p50']:.1f} | {v['p95']:.1f} |" for k, v in enc.items()]
+    lines += profile_lines(r)
     if rows := r.get("layer_probe"):
         lines += ["", "Linear probe (mean+std pooled, standardised logistic regression C=0.01, 6 EmoBox folds; "
                   "`python -m pipelines.layer_probe`): " + ", ".join(f"layers {x['layers']}: {x['ua_mean']:.1%} ± {x['ua_std']:.1%}" for x in rows) + "."]
@@ -132,6 +133,25 @@ def markdown(r: dict) -> str:
     lines += int8_lines(r)
     lines += ["", "| bar | result | measured |", "|---|---|---|"] + [f"| {b} | {'PASS' if ok else 'FAIL'} | {v} |" for b, ok, v in r["bars"]]
     return "\n".join(lines) + "\n"
+
+
+def profile_lines(r: dict) -> list[str]:
+    """A 3 s prediction's stages and the ONNX Runtime session options measured on this CPU (bench/profile.py)."""
+    lines = []
+    if stages := r.get("stages"):
+        total = next(v for k, v in stages.items() if k.startswith("predict()"))["p50"]
+        lines += ["", "**Where a 3 s prediction's time goes** (the served predictor, each stage timed apart, interleaved; "
+                  "ms p50 and share of the whole `predict()`):", "", "| stage | ms p50 | share |", "|---|---|---|"]
+        lines += [f"| {k} | {v['p50']:.1f} | {v['p50'] / total:.0%} |" for k, v in stages.items()]
+    if sweep := r.get("session_options"):
+        served = {prec: next(iter(rows.values()))["p50"] for prec, rows in sweep.items()}
+        lines += ["", "**ONNX Runtime session options** on this CPU (encoder alone, the 3 s probe signal, interleaved; "
+                  "ms p50, and the ratio to the served options — above 1 is slower):", "",
+                  "| options | int8 | fp32 |", "|---|---|---|"]
+        for name in sweep["int8"]:
+            cells = [f"{sweep[p][name]['p50']:.1f} ({sweep[p][name]['p50'] / served[p]:.2f})" for p in ("int8", "fp32")]
+            lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
+    return lines
 
 
 def _variant_note(r: dict) -> str:

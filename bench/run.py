@@ -13,9 +13,10 @@ Sections: in-process latency of 1 s / 3 s / 10 s clips (p50/p95; the variants ar
 round so a busy machine slows them alike), the same over HTTP against two real `bentoml serve` processes
 (torch and onnx) run side by side, serving RSS over 1000 requests, `emotion-detect` throughput on a folder,
 top-1 agreement and max probability difference of (c) vs (b) on all 1440 RAVDESS clips, encoder-only time
-per number of layers, embedding time of the corpus with the optimised encoder (scratch cache), and peak
-RSS of training one fold. Each process keeps its serving thread settings: torch at one thread per core for
-(a)/(b); ORT at `default_threads()` with torch at one thread for (c) (what loading the ONNX encoder sets).
+per number of layers, a 3 s prediction's stages and the ONNX Runtime session options (bench/profile.py),
+embedding time of the corpus with the optimised encoder (scratch cache), and peak RSS of training one
+fold. Each process keeps its serving thread settings: torch at one thread per core for (a)/(b); ORT at
+`default_threads()` with torch at one thread for (c) (what loading the ONNX encoder sets).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from bench.baseline import HFWay
 from bench.common import CORES, log, machine, make_clips, torch_threads
 from bench.http import http_benchmark
 from bench.latency import encoder_only, interleaved
+from bench.profile import predictor_stages, session_options_sweep
 from bench.report import bars, layer_probe_rows, write_reports
 from bench.resources import cli_throughput, cpu_snapshot, embedding_time, training_peak_rss
 from bench.server import Server, server_env, wait_all_ready
@@ -119,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint()
             log("encoder alone, 3 s")
             result["encoder_only"] = encoder_only(clips, n["enc"])
+            log("where a 3 s prediction's time goes; ONNX Runtime session options")
+            result["stages"] = predictor_stages(c, clips[3][0], n["enc"])
+            result["session_options"] = session_options_sweep(n["enc"])
 
             log(f"agreement (c) vs (b) on {n['agree']} RAVDESS clips")
             every = max(1, round(1440 / n["agree"]))

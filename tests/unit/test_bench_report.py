@@ -29,3 +29,19 @@ def test_a_run_on_another_cpu_is_written_beside_the_committed_one(tmp_path):
 def test_this_machine_is_named():
     me = machine_identity()
     assert me["cpu"] and isinstance(me["isa"], list) and me["onnxruntime"]
+
+
+def test_the_report_shows_where_the_time_goes_and_what_each_session_option_costs():
+    from pathlib import Path
+
+    from bench.report import markdown
+
+    reports = sorted(Path(__file__).parents[2].glob("reports/benchmark*.json"))
+    with_profile = [json.loads(p.read_text()) for p in reports if "session_options" in json.loads(p.read_text())]
+    assert with_profile, "no committed benchmark carries the profile sections (make bench writes them)"
+    r = with_profile[0]
+    md = markdown(r)
+    served = next(iter(r["session_options"]["int8"]))
+    assert served.startswith("served:") and f"| {served} | " in md and "(1.00)" in md
+    total = next(v["p50"] for k, v in r["stages"].items() if k.startswith("predict()"))
+    assert r["stages"]["encoder"]["p50"] < total and "| encoder |" in md

@@ -211,3 +211,17 @@ def test_hf_encoder_whisper_checkpoint_not_padded(tmp_path, no_network):
     encoder = HFEncoder(str(tmp_path))
     hidden = encoder.encode(np.zeros(3 * features.SAMPLE_RATE, np.float32))
     assert hidden.shape == (2, 150, 16) and encoder.frame_rate == 50 and encoder.max_seconds == 30
+
+
+def test_int8_variant_choice_is_the_fastest_close_to_fp32_and_a_tie_goes_to_accuracy():
+    from emotion_core.encoders.onnx.runtime import MAX_ERROR_RATIO, SPEED_TIE, choose_variant
+
+    figures = {"u8u8": {"ms_p50": 25.7, "relative_error": 0.080},   # the reference variant
+               "u8s8": {"ms_p50": 13.9, "relative_error": 0.081},
+               "u8s8r": {"ms_p50": 13.4, "relative_error": 0.097}}  # 4 % faster: within the tie
+    assert 13.9 <= 13.4 * (1 + SPEED_TIE) and choose_variant(figures) == "u8s8"
+    figures["u8s8r"]["ms_p50"] = 11.0  # clearly faster and close enough to fp32
+    assert choose_variant(figures) == "u8s8r"
+    figures["u8s8r"]["relative_error"] = 0.080 * MAX_ERROR_RATIO + 0.001  # saturating: never served
+    figures["u8s8"]["relative_error"] = 0.30
+    assert choose_variant(figures) == "u8u8"
