@@ -4,6 +4,10 @@
 #   make crossval    6-fold actor-held-out CV + probe baseline + calibration → reports/$(CONFIG)/cv.md
 #   make evaluate    score one held-out fold (configs with data.test_folds, e.g. CONFIG=smoke)
 #   make tune        Optuna over experiments/tune.yaml (resumable; MINUTES=25 time-boxes it, WORKERS=1 one process, RENDER=1 only rewrites the report) → reports/$(CONFIG)/tune.json
+#                    STORAGE=postgresql://user@host/optuna puts the study where `make tune-worker` on other hosts joins it (docs/scaling.md)
+#   make embed       SHARD=2/4 embeds one of 4 disjoint shares (hosts sharing a cache dir split a corpus)
+#   make mlflow-server  a team's MLflow tracking server on PostgreSQL (BACKEND=postgresql://…, ARTIFACTS=dir, HOST=0.0.0.0)
+#   make postgres    a local PostgreSQL cluster in .postgres/ with the mlflow and optuna databases
 #   make ablate      one CV per row of experiments/ablations.yaml → reports/default/ablations.md
 #   make notebooks   rebuild + execute notebooks/*.ipynb
 #   make docs        rewrite the generated blocks of README.md and docs/ from the committed reports
@@ -25,8 +29,9 @@ BIN := $(VENV)/bin
 CONFIG ?= default
 RUN := $(BIN)/python -m
 
-.PHONY: install prepare embed train evaluate crossval crosscorpus robustness tune ablate notebooks register all serve build mlflow-ui test test-unit \
-	test-slow lint format docs loadtest bench export clients clients-deps
+.PHONY: install prepare embed train evaluate crossval crosscorpus robustness tune tune-worker ablate notebooks register all serve \
+	build mlflow-ui mlflow-server postgres postgres-deps test test-unit test-slow lint format docs loadtest bench export clients \
+	clients-deps
 
 install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -38,7 +43,7 @@ $(VENV)/.installed: pyproject.toml
 prepare: install
 	$(RUN) pipelines.prepare --config $(CONFIG)
 embed: install
-	$(RUN) pipelines.embed --config $(CONFIG)
+	$(RUN) pipelines.embed --config $(CONFIG) $(if $(SHARD),--shard $(SHARD))
 train: install
 	$(RUN) pipelines.train --config $(CONFIG)
 evaluate: install
@@ -46,7 +51,11 @@ evaluate: install
 crossval: install
 	$(RUN) pipelines.crossval --config $(CONFIG) $(if $(filter default,$(CONFIG)),--update-readme)
 tune: install
-	$(RUN) pipelines.tune --config $(CONFIG) $(if $(MINUTES),--minutes $(MINUTES)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(RENDER),--render)
+	$(RUN) pipelines.tune --config $(CONFIG) $(if $(MINUTES),--minutes $(MINUTES)) $(if $(WORKERS),--workers $(WORKERS)) \
+	  $(if $(STORAGE),--storage $(STORAGE)) $(if $(RENDER),--render)
+tune-worker: install
+	$(RUN) pipelines.tune --config $(CONFIG) --join $(if $(STORAGE),--storage $(STORAGE)) $(if $(WORKER),--worker $(WORKER)) \
+	  $(if $(MINUTES),--minutes $(MINUTES))
 register: install
 	$(RUN) pipelines.register --config $(CONFIG)
 
@@ -59,8 +68,18 @@ build: install
 	$(BIN)/bentoml build
 mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --port 5000
+# A team's tracking server: PostgreSQL backend store, artifacts stored and served by the server itself.
+BACKEND ?= postgresql://emotion@127.0.0.1:5432/mlflow
+ARTIFACTS ?= mlflow-artifacts
+HOST ?= 127.0.0.1
+mlflow-server: install
+	$(RUN) tools.team_servers mlflow $(BACKEND) $(ARTIFACTS) --host $(HOST)
+# A local PostgreSQL cluster (Debian's postgresql package) with the mlflow and optuna databases, for a team of one box.
+PG_DIR ?= .postgres
+postgres: install postgres-deps
+	$(RUN) tools.team_servers postgres $(PG_DIR)
 
-test: install clients-deps lint
+test: install clients-deps postgres-deps lint
 	$(BIN)/python -m pytest
 test-unit: install
 	$(BIN)/python -m pytest tests/unit
@@ -92,6 +111,12 @@ $(TS)/node_modules/.package-lock.json: $(TS)/package.json $(TS)/package-lock.jso
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; } || \
 	  { echo "warning: no node/npm: the TypeScript and web demo tests will skip"; [ -z "$$CI" ]; }
 	if command -v npm >/dev/null; then cd $(TS) && npm ci --no-audit --no-fund --loglevel=error; fi
+# The team-set-up tests start a throwaway PostgreSQL cluster: Debian's server package (CI=true fails without it).
+postgres-deps:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || \
+	  { echo "warning: no PostgreSQL server (apt-get install postgresql): the team set-up tests will skip"; [ -z "$$CI" ]; }
 ablate: install
 	$(RUN) pipelines.ablate
 crosscorpus: install

@@ -40,15 +40,17 @@ class Server:
     """One `bentoml serve` in its own process group (so stopping it reaches every worker), its output in a log."""
 
     def __init__(self, workdir: Path, env: dict[str, str] | None = None, port: int | None = None,
-                 name: str = "server") -> None:
+                 name: str = "server", target: str = SERVICE, cwd: Path = REPO) -> None:
+        """`target`: the service in the checkout (default), or a Bento from the store, e.g.
+        "emotion_detector:latest" (then run from `cwd` outside the checkout)."""
         workdir.mkdir(parents=True, exist_ok=True)
         self.name, self.log_path = name, workdir / f"{name}.log"
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         with self.log_path.open("wb") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
-                [str(BENTOML), "serve", SERVICE, "--host", "127.0.0.1", "--port", str(self.port)],
-                cwd=REPO, env=server_env(workdir, env), stdout=log, stderr=subprocess.STDOUT,
+                [str(BENTOML), "serve", target, "--host", "127.0.0.1", "--port", str(self.port)],
+                cwd=cwd, env=server_env(workdir, env), stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True)
 
     @property

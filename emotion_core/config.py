@@ -53,9 +53,13 @@ def tracking_uri() -> str:
     return f"sqlite:///{MLRUNS_DIR / 'mlflow.db'}"
 
 
-def artifact_root(uri: str | None = None) -> str:
-    """Artifacts live beside a sqlite store (`<store dir>/artifacts`), so one folder holds a whole store."""
+def artifact_root(uri: str | None = None) -> str | None:
+    """Artifacts live beside a sqlite store (`<store dir>/artifacts`), so one folder holds a whole store. A
+    tracking server keeps them where it was told (`mlflow server --artifacts-destination`): None, the
+    server's choice, which every client then reaches through its HTTP API."""
     uri = uri or tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        return None
     if uri.startswith("sqlite:///"):
         return (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
     return (MLRUNS_DIR / "artifacts").resolve().as_uri()

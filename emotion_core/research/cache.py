@@ -44,6 +44,21 @@ def clip_key(clip_id: str, path: str) -> str:
     return f"{clip_id}-{hashlib.sha1(ident.encode()).hexdigest()[:10]}"
 
 
+def manifest_shard(manifest: pd.DataFrame, shard: str | None) -> pd.DataFrame:
+    """`shard` "i/n" → every n-th clip by sorted clip id, starting at the i-th (1-based): the same split on every
+    host for the same manifest, the n shards disjoint and together the whole manifest. None → all of it."""
+    if shard is None:
+        return manifest
+    try:
+        index, count = (int(x) for x in shard.split("/"))
+    except ValueError:
+        raise ValueError(f"shard must look like i/n (e.g. 2/4), got {shard!r}") from None
+    if not 1 <= index <= count:
+        raise ValueError(f"shard {shard!r}: i must be in 1..n")
+    order = manifest["clip_id"].sort_values(kind="stable").index
+    return manifest.loc[order[index - 1 :: count]]
+
+
 class EmbeddingCache:
     def __init__(self, encoder: SpeechEncoder, root: Path | None = None):
         self.encoder = encoder

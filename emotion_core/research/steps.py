@@ -24,7 +24,7 @@ from emotion_core.head.packaging import ModelMeta, load_model_dir
 from emotion_core.head.speaker import clip_statistics
 from emotion_core.labels import EMOTIONS
 from emotion_core.research import cv, metrics, tracking
-from emotion_core.research.cache import EmbeddingCache
+from emotion_core.research.cache import EmbeddingCache, manifest_shard
 from emotion_core.research.probe import fit_speaker_probe
 from emotion_core.research.reporting import cv_readme_text, model_card, update_generated_section
 from emotion_core.research.training import corpus_arguments, fit
@@ -49,14 +49,15 @@ def prepare(cfg: ExperimentConfig) -> dict[str, Any]:
     return {"manifest": str(csv_path), "clips": len(df), "run_id": run.info.run_id, "summary": summary}
 
 
-def embed(cfg: ExperimentConfig, progress: bool = True) -> dict[str, Any]:
-    """Run the frozen encoder once per clip of the config's manifest and cache the outputs."""
+def embed(cfg: ExperimentConfig, progress: bool = True, shard: str | None = None) -> dict[str, Any]:
+    """Run the frozen encoder once per clip of the config's manifest and cache the outputs. `shard` "i/n": only
+    that share of the clips (`cache.manifest_shard`), so n hosts writing one cache dir split the work."""
     tracking.setup("embed")
-    manifest = load_manifest(cfg.data)
+    manifest = manifest_shard(load_manifest(cfg.data), shard)
     encoder = load_encoder(cfg.encoder.name, runtime="torch")  # the cache holds fp32 torch features, always
     cache = EmbeddingCache(encoder)
     with mlflow.start_run(run_name=f"embed-{cfg.name}"):
-        mlflow.log_params({"config": cfg.name, "encoder": encoder.name, "clips": len(manifest)})
+        mlflow.log_params({"config": cfg.name, "encoder": encoder.name, "clips": len(manifest), "shard": shard or "all"})
         start = time.perf_counter()
         counts = cache.build(manifest, progress=progress)
         for speed in cfg.train.speed_perturb:  # training copies (train.speed_perturb): one more pass each

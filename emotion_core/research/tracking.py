@@ -33,7 +33,9 @@ def setup(experiment: str, uri: str | None = None) -> str:
     mlflow.set_registry_uri(uri)
     client = MlflowClient()
     found = client.get_experiment_by_name(experiment)
-    exp_id = found.experiment_id if found else client.create_experiment(experiment, artifact_location=f"{artifact_root(uri)}/{experiment}")
+    root = artifact_root(uri)
+    exp_id = found.experiment_id if found else client.create_experiment(
+        experiment, artifact_location=f"{root}/{experiment}" if root else None)
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
 

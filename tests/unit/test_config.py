@@ -23,7 +23,8 @@ def test_paths_follow_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
     assert config.tracking_uri() == f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     assert config.artifact_root() == (tmp_path / "store" / "artifacts").resolve().as_uri()  # beside the store
-    assert config.artifact_root("http://127.0.0.1:5000") == (config.MLRUNS_DIR / "artifacts").resolve().as_uri()
+    assert config.artifact_root("http://127.0.0.1:5000") is None  # a tracking server keeps (and serves) them
+    assert config.artifact_root("postgresql://db/mlflow") == (config.MLRUNS_DIR / "artifacts").resolve().as_uri()
 
     monkeypatch.delenv("EMOTION_MODEL_URI", raising=False)
     assert config.model_uri() == DEFAULT_MODEL_URI == "models:/emotion-cnn@champion"

@@ -80,3 +80,21 @@ def test_hf_unknown_labels(tmp_path):
     with pytest.warns(UserWarning, match="dropping"):
         df = read_hf_dataset(tmp_path / "ds", out_dir=tmp_path / "out", unknown_labels="drop")
     assert sorted(df["emotion"]) == ["happy", "sad"] and (df["duration_s"] == 0.1).all()
+
+
+def test_embedding_shards_split_a_manifest_the_same_way_on_every_host():
+    import pandas as pd
+
+    from emotion_core.research.cache import manifest_shard
+
+    manifest = pd.DataFrame({"clip_id": [f"c{i:02d}" for i in range(10)], "path": "x"}).sample(frac=1, random_state=0)
+    shards = [manifest_shard(manifest, f"{i}/3") for i in (1, 2, 3)]
+    ids = [set(s["clip_id"]) for s in shards]
+    assert set.union(*ids) == set(manifest["clip_id"]) and sum(map(len, ids)) == 10  # disjoint, whole
+    assert [len(s) for s in shards] == [4, 3, 3]
+    reordered = manifest.sample(frac=1, random_state=1)
+    assert set(manifest_shard(reordered, "2/3")["clip_id"]) == ids[1]  # the manifest's order does not matter
+    assert manifest_shard(manifest, None) is manifest
+    for bad in ("0/3", "4/3", "2", "a/b"):
+        with pytest.raises(ValueError):
+            manifest_shard(manifest, bad)

@@ -88,3 +88,30 @@ def test_tune_spec_is_typed_and_branches_set_three_switches(tmp_path):
         path.write_text(bad)
         with pytest.raises(pydantic.ValidationError):
             load_tune_spec(path)
+
+
+def test_a_retried_failure_counts_once_and_a_team_url_loses_its_password(tmp_path):
+    import optuna
+
+    from emotion_core.research.tuning.storage import WORKER_ATTR, finished_count, open_storage, redacted, unsettled
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'optuna.db'}", heartbeat_seconds=1)
+    study = optuna.create_study(storage=storage, study_name="s")
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    study.add_trial(optuna.create_trial(value=0.5, params={"x": 0.5}, distributions=dist))
+    study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.FAIL, params={"x": 0.2}, distributions=dist))
+    assert finished_count(study) == 2  # a failure nobody retried is finished for good
+    failed = study.trials[1]
+    storage.get_failed_trial_callback()(study, failed)  # what fail_stale_trials does for a dead worker's trial
+    [retry] = [t for t in study.trials if t.state == optuna.trial.TrialState.WAITING]
+    assert retry.params == failed.params and retry.system_attrs["failed_trial"] == failed.number
+    assert finished_count(study) == 1 and unsettled(study) == [retry]  # counted again once the retry runs
+    # a RUNNING trial from before heartbeats (no worker attribute) is not waited for; a worker's is
+    legacy = study.ask()  # takes the waiting retry
+    assert legacy.number == retry.number and unsettled(study) == []
+    legacy.set_user_attr(WORKER_ATTR, "host:1")
+    assert [t.number for t in unsettled(study)] == [retry.number]
+
+    assert redacted("postgresql://tuner:s3cret@db.lan:5432/optuna") == "postgresql://tuner@db.lan:5432/optuna"
+    assert redacted("sqlite:///mlruns/optuna.db") == "sqlite:///mlruns/optuna.db"
+

@@ -20,7 +20,8 @@ class FoldHalvingPruner(optuna.pruners.BasePruner):
     Optuna's SuccessiveHalvingPruner promotes every trial that ties the quota's boundary value. A fold's UA
     takes few distinct values (240 test clips), so in the last study half the trials passed a "top quarter"
     rung after 1 fold (26 of 51 pruned there; 146 fold fits). The log-loss is continuous and scores the
-    same predictions, so it only orders trials whose UA is equal. The base-config trial is never pruned."""
+    same predictions, so it only orders trials whose UA is equal. The base-config trial is never pruned.
+    Everything it reads is in the study's storage, so workers on several hosts prune alike."""
 
     def __init__(self, rungs: list[int], reduction_factor: int):
         self.rungs, self.reduction_factor = sorted(set(rungs)), reduction_factor
@@ -34,6 +35,8 @@ class FoldHalvingPruner(optuna.pruners.BasePruner):
         if step not in self.rungs or trial.user_attrs.get(BASE_ATTR):
             return False
         mine = self._key(trial, step)
+        # A failed trial's values are left out: its retry (same parameters) reports them again.
         others = [self._key(t, step) for t in study.get_trials(deepcopy=False)
-                  if t.number != trial.number and step in t.intermediate_values]
+                  if t.number != trial.number and step in t.intermediate_values
+                  and t.state != optuna.trial.TrialState.FAIL]
         return sum(other > mine for other in others) >= max(1, (len(others) + 1) // self.reduction_factor)

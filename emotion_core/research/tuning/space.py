@@ -40,6 +40,13 @@ class TuneSpec(BaseModel):
     workers: int = Field(1, ge=1)
     #: Folds of the objective (None = all six EmoBox folds).
     folds: list[int] | None = None
+    #: Optuna storage URL shared by every worker (None: sqlite in mlruns/; `STORAGE=` and
+    #: $EMOTION_OPTUNA_STORAGE override it). research/tuning/storage.py.
+    storage: str | None = None
+    #: A running trial beats into the storage this often; one silent for 3 beats is failed and retried.
+    heartbeat_seconds: int = Field(60, ge=1)
+    #: Retries of a trial whose worker died (each a copy with the same parameters).
+    max_retries: int = Field(2, ge=0)
     space: dict[str, ParamSpec]
 
     def defining(self) -> dict[str, Any]:

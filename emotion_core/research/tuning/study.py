@@ -4,13 +4,15 @@ TPE sampler + successive halving over folds (`FoldHalvingPruner`: at each rung, 
 folds, a trial's running fold mean must rank in the top 1/reduction_factor of the trials that reached
 the same fold count); every trial is a nested MLflow run; the study is stored in sqlite
 (`mlruns/optuna.db`) so an interrupted search resumes where it stopped, and worker processes can share
-it (one trial each at a time).
+it (one trial each at a time) — or in PostgreSQL, where `join` workers on other hosts take trials from the
+same study (storage.py: heartbeats, retries of dead workers' trials).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ import optuna
 import torch
 import yaml
 
-from emotion_core.config import EXPERIMENTS_DIR, MLRUNS_DIR, ExperimentConfig, _deep_merge, fingerprint, stable_hash
+from emotion_core.config import EXPERIMENTS_DIR, ExperimentConfig, _deep_merge, fingerprint, stable_hash
 from emotion_core.data import EMOBOX_FOLDS, load_manifest
 from emotion_core.encoders import load_encoder
 from emotion_core.research import cv, tracking
@@ -30,11 +32,14 @@ from emotion_core.research.metrics import summary
 from emotion_core.research.tuning.pruner import BASE_ATTR, TIEBREAK_ATTR, FoldHalvingPruner
 from emotion_core.research.tuning.report import write_report
 from emotion_core.research.tuning.space import TuneSpec, base_params, choices, load_tune_spec, sample
-
-
-def _finished(study: Any) -> int:
-    """Trials that count towards the study's target: complete, pruned or failed (not waiting or running)."""
-    return len([t for t in study.get_trials(deepcopy=False) if t.state.is_finished()])
+from emotion_core.research.tuning.storage import (
+    WORKER_ATTR,
+    default_storage,
+    finished_count,
+    open_storage,
+    redacted,
+    unsettled,
+)
 
 
 def study_name(base: ExperimentConfig, spec: TuneSpec) -> str:
@@ -50,9 +55,7 @@ def _study(base: ExperimentConfig, spec: TuneSpec, storage: str, worker: int = 0
     own seed (the same seed would draw the same random start-up trials in both)."""
     return optuna.create_study(
         study_name=study_name(base, spec), load_if_exists=True, direction="maximize",
-        # Workers write trials concurrently: wait for sqlite's lock instead of failing on it.
-        storage=optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": {"timeout": 120}})
-        if storage.startswith("sqlite") else storage,
+        storage=open_storage(storage, spec.heartbeat_seconds, spec.max_retries),
         sampler=optuna.samplers.TPESampler(seed=base.train.seed + worker, n_startup_trials=spec.startup_trials),
         # The resource is folds (step = folds run). Rungs compare the same folds, so fold-to-fold spread cancels.
         pruner=FoldHalvingPruner(spec.rungs, spec.reduction_factor),
@@ -72,20 +75,20 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
     space, n_trials = spec.space, n_trials or spec.n_trials
     workers = max(1, workers or spec.workers)
     folds = spec.folds or list(EMOBOX_FOLDS)
-    storage = storage or f"sqlite:///{MLRUNS_DIR / 'optuna.db'}"
+    storage = storage or default_storage(spec.storage)
     study = _study(base, spec, storage)
     if render_only:
-        return write_report(study, base, spec, folds, storage, n_trials, timeout_minutes, 0.0, 0)
+        return write_report(study, base, spec, folds, redacted(storage), n_trials, timeout_minutes, 0.0, 0)
     if not study.trials and (start_point := base_params(base, space)) is not None:
         study.enqueue_trial(start_point, user_attrs={BASE_ATTR: True})
-    if _finished(study) < n_trials:  # trials will run: the report's wall time depends on how many side by side
+    if finished_count(study) < n_trials:  # trials will run: the report's wall time depends on how many side by side
         study.set_user_attr("workers", workers)
     tracking.setup("tune")
     start = time.perf_counter()
     timeout = timeout_minutes * 60 if timeout_minutes else None
     with mlflow.start_run(run_name=f"tune-{base.name}") as parent:
         mlflow.set_tags({"config": base.name, "kind": "optuna", "study": study.study_name, "workers": workers})
-        if _finished(study) >= n_trials:
+        if finished_count(study) >= n_trials:
             fold_fits = 0  # nothing left to run (e.g. only the confirmation below)
         elif workers == 1:
             fold_fits = _run_trials(base, spec, folds, storage, parent.info.run_id, n_trials, timeout, progress)
@@ -100,7 +103,7 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
                     for w in range(workers)]))
         study = _study(base, spec, storage)  # reload: the workers' trials
         seeds = spec.confirm_seeds
-        done = _finished(study) >= n_trials  # not after a time-boxed part
+        done = finished_count(study) >= n_trials  # not after a time-boxed part
         if seeds and done and study.user_attrs.get("confirmation", {}).get("best_trial") != study.best_trial.number:
             # kept in the study, so --render and later sessions show it without re-running it
             began = time.perf_counter()
@@ -108,7 +111,7 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
             study.set_user_attr("confirmation", {"best_trial": study.best_trial.number, **conf,
                                                  "seconds": time.perf_counter() - began})
         seconds = time.perf_counter() - start
-        result = write_report(study, base, spec, folds, storage, n_trials, timeout_minutes, seconds, fold_fits)
+        result = write_report(study, base, spec, folds, redacted(storage), n_trials, timeout_minutes, seconds, fold_fits)
         mlflow.log_metrics({"best_cv_ua": study.best_value, "seconds": seconds, "study_seconds": result["study_seconds"]})
         mlflow.log_dict(result, "tune.json")
         for f in result["figures"]:
@@ -199,6 +202,7 @@ def _run_trials(base: ExperimentConfig, spec: TuneSpec, folds: list[int], storag
                               nested=mlflow.active_run() is not None):
             mlflow.log_params(trial.params)
             mlflow.set_tag("worker", worker)
+            trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")  # who runs it (any host)
             uas, losses = [], []
             for fold in folds:
                 r = cv.run_fold(cfg, manifest, clips, fold, stats_memo=stats_memo)
@@ -216,12 +220,49 @@ def _run_trials(base: ExperimentConfig, spec: TuneSpec, folds: list[int], storag
             mlflow.log_metrics({"cv_ua_mean": float(np.mean(uas)), "cv_ua_std": float(np.std(uas))})
             return float(np.mean(uas))
 
-    finished = tuple(s for s in optuna.trial.TrialState if s.is_finished())  # as `_finished` counts them
-    remaining = n_trials - _finished(study)
-    if remaining > 0:
-        study.optimize(objective, n_trials=remaining, timeout=timeout, show_progress_bar=progress,
-                       callbacks=[optuna.study.MaxTrialsCallback(n_trials, states=finished)])
+    def stop_at_target(study: Any, _trial: Any) -> None:  # counted across workers, retried failures once
+        if finished_count(study) >= n_trials:
+            study.stop()
+
+    deadline = time.monotonic() + timeout if timeout else None
+    while deadline is None or time.monotonic() < deadline:
+        # Trials other workers are running count too: they finish them (or, dead, get them retried below).
+        running = [t for t in unsettled(study) if t.state == optuna.trial.TrialState.RUNNING]
+        remaining = n_trials - finished_count(study) - len(running)
+        if remaining > 0:
+            left = deadline - time.monotonic() if deadline else None
+            study.optimize(objective, n_trials=remaining, timeout=left, show_progress_bar=progress,
+                           callbacks=[stop_at_target])
+            continue
+        # The target is covered, but trials may still be running: another worker's (it finishes it), or a dead
+        # worker's, which stays RUNNING until its heartbeat is stale; failing it here re-queues it (WAITING),
+        # and this loop runs the retry. The study is settled when nothing is running or waiting.
+        optuna.storages.fail_stale_trials(study)
+        if not unsettled(study):
+            break
+        if any(t.state == optuna.trial.TrialState.WAITING for t in unsettled(study)):
+            study.optimize(objective, n_trials=1, show_progress_bar=False)
+            continue
+        time.sleep(min(5.0, spec.heartbeat_seconds))
     return fold_fits
+
+
+def join(base: ExperimentConfig, tune_file: Path, storage: str | None = None, worker: int | None = None,
+         timeout_minutes: float | None = None, progress: bool = True) -> int:
+    """`make tune-worker`: this process takes trials from the shared study (PostgreSQL) until it holds the
+    spec's `n_trials` finished ones and none is left running or waiting, then exits; the report and the seed
+    re-check stay with `make tune`. Its cache (`make embed` on this host, or a shared cache dir) must hold
+    the corpus. Trials are MLflow runs under a parent run of this worker's. Returns the fold fits it ran."""
+    spec = load_tune_spec(tune_file)
+    storage = storage or default_storage(spec.storage)
+    # Each worker's TPE gets its own seed; on many hosts the index comes from WORKER=, else host and pid.
+    worker = worker if worker is not None else int(stable_hash([socket.gethostname(), os.getpid()], 6), 16)
+    tracking.setup("tune")
+    with mlflow.start_run(run_name=f"tune-{base.name}-worker-{socket.gethostname()}") as parent:
+        mlflow.set_tags({"config": base.name, "kind": "optuna-worker", "study": study_name(base, spec),
+                         "storage": redacted(storage)})
+        return _run_trials(base, spec, spec.folds or list(EMOBOX_FOLDS), storage, parent.info.run_id, spec.n_trials,
+                           timeout_minutes * 60 if timeout_minutes else None, progress, worker)
 
 
 def write_tuned_config(result: dict[str, Any], base_name: str, path: Path) -> Path:
