@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +57,46 @@ def http_benchmark(servers: dict[str, Server], clips: dict[int, list[Path]], rep
                          "seconds": round(time.perf_counter() - started, 1),
                          "torch_idle_after_latency_run": rss_mb(servers["torch"].pid)}
     return result
+
+
+def _closed_loop(url: str, bodies: list[bytes], clients: int, seconds: float) -> tuple[list[float], float]:
+    """`clients` threads, each posting the next clip as soon as its last answer came back, for `seconds`:
+    (every request's latency, wall time)."""
+    def client(index: int) -> list[float]:
+        times = []
+        with httpx.Client(base_url=url, timeout=120) as c:
+            def post(i: int) -> None:
+                c.post("/predict-emotion/", files={"file": ("c.wav", bodies[i % len(bodies)], "audio/wav")}).raise_for_status()
+
+            post(index)  # warm-up, not measured
+            deadline, i = time.perf_counter() + seconds, index
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                post(i)
+                times.append(time.perf_counter() - started)
+                i += 1
+        return times
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        times = [t for per in pool.map(client, range(clients)) for t in per]
+    return times, time.perf_counter() - started
+
+
+def throughput_by_workers(workdir: Path, env: dict[str, str], clips: list[Path], clients: int, seconds: float,
+                          workers: tuple[int, ...] = (1, 2)) -> dict[str, Any]:
+    """3 s clips posted by `clients` concurrent clients for `seconds` against a fresh onnx server with each
+    number of workers ($EMOTION_WORKERS), one server at a time: requests/s, latency, RSS of the whole tree."""
+    bodies = [p.read_bytes() for p in clips]
+    out: dict[str, Any] = {"clients": clients, "seconds": seconds, "clip_seconds": 3}
+    for n in workers:
+        server = Server(workdir / f"workers-{n}", {**env, "EMOTION_WORKERS": str(n)}, name=f"workers-{n}")
+        try:
+            ready = server.wait_ready()
+            times, wall = _closed_loop(server.url, bodies, clients, seconds)
+            out[str(n)] = {"requests": len(times), "requests_per_s": round(len(times) / wall, 2),
+                           "latency_ms": stats_ms(times), "ready_s": round(ready, 1), "rss": rss_mb(server.pid)}
+            log(f"  {n} worker(s): {out[str(n)]['requests_per_s']} requests/s, p50 {out[str(n)]['latency_ms']['p50']} ms")
+        finally:
+            server.stop()
+    return out

@@ -102,6 +102,14 @@ def markdown(r: dict) -> str:
                   "| whole `bentoml serve` tree | " + " | ".join(f"{v['tree_mb']:.0f}" for v in rss["onnx"].values()) + " |",
                   f"\nThe torch server, idle after its latency run: worker {rss['torch_idle_after_latency_run']['worker_mb']:.0f} MB. "
                   f"Startup to ready: torch {r['http']['ready_s']['torch']:.0f} s, onnx {r['http']['ready_s']['onnx']:.0f} s."]
+    if w := r.get("workers"):
+        counts = [k for k in w if k.isdigit()]
+        lines += ["", f"**Throughput by workers** (`EMOTION_WORKERS`; {w['clients']} concurrent clients posting 3 s clips for "
+                  f"{w['seconds']:.0f} s to one onnx server at a time; each worker loads its own model and the encoder's "
+                  "threads are shared out):", "",
+                  "| workers | requests/s | p50 / p95 ms | RSS, whole tree | startup |", "|---|---|---|---|---|"]
+        lines += [f"| {k} | {w[k]['requests_per_s']:.1f} | {w[k]['latency_ms']['p50']:.0f} / {w[k]['latency_ms']['p95']:.0f} "
+                  f"| {w[k]['rss']['tree_mb']:.0f} MB | {w[k]['ready_s']:.0f} s |" for k in counts]
     if "cli" in r:
         cl = r["cli"]
         lines += ["", f"**Batch CLI** (`emotion-detect --csv` on a folder of {cl['onnx']['clips']} RAVDESS clips, "

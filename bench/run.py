@@ -11,7 +11,7 @@
 
 Sections: in-process latency of 1 s / 3 s / 10 s clips (p50/p95; the variants are interleaved round by
 round so a busy machine slows them alike), the same over HTTP against two real `bentoml serve` processes
-(torch and onnx) run side by side, serving RSS over 1000 requests, `emotion-detect` throughput on a folder,
+(torch and onnx) run side by side, serving RSS over 1000 requests, throughput with 1 and 2 workers, `emotion-detect` throughput on a folder,
 top-1 agreement and max probability difference of (c) vs (b) on all 1440 RAVDESS clips, encoder-only time
 per number of layers, a 3 s prediction's stages and the ONNX Runtime session options (bench/profile.py),
 embedding time of the corpus with the optimised encoder (scratch cache), and peak RSS of training one
@@ -36,7 +36,7 @@ import mlflow
 
 from bench.baseline import HFWay
 from bench.common import CORES, log, machine, make_clips, torch_threads
-from bench.http import http_benchmark
+from bench.http import http_benchmark, throughput_by_workers
 from bench.latency import encoder_only, interleaved
 from bench.profile import predictor_stages, session_options_sweep
 from bench.report import bars, layer_probe_rows, write_reports
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume and partial.exists():
         saved = json.loads(partial.read_text())
         if saved.get("model_uri") == result["model_uri"] and saved.get("quick") == q:
-            resumed = [k for k in ("in_process", "encoder_only", "agreement", "http", "cli", "embedding") if k in saved]
+            resumed = [k for k in ("in_process", "encoder_only", "agreement", "http", "workers", "cli", "embedding") if k in saved]
             result = {**saved, "resumed": {"sections": resumed, "machine_at_resume": result["machine"]}}
             log(f"resuming: keeping {resumed} from {partial}")
     log(f"machine: {result['machine']}")
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     def checkpoint() -> None:  # what is measured so far survives a crash (benchmark.partial.json)
-        done = [k for k in ("in_process", "agreement", "http", "cli", "embedding") if k in result]
+        done = [k for k in ("in_process", "agreement", "http", "workers", "cli", "embedding") if k in result]
         loads = result.setdefault("load_average_after", {})
         for key in done:  # the 1-minute load when each section ended: how busy the machine was for it
             loads.setdefault(key, round(os.getloadavg()[0], 2))
@@ -146,6 +146,12 @@ def main(argv: list[str] | None = None) -> int:
                     s.stop()
             log(f"  {json.dumps({k: v['3s']['p50'] for k, v in result['http']['latency'].items()})} (3 s p50, ms); "
                 f"RSS {result['http']['rss']['onnx']}")
+            checkpoint()
+        if not args.skip_http and "workers" not in result:
+            log("HTTP throughput with 1 and 2 workers (4 concurrent clients, 3 s clips)")
+            result["workers"] = throughput_by_workers(
+                workdir, server_env(workdir, EMOTION_RUNTIME="onnx", MLFLOW_TRACKING_URI=tracking_uri()), clips[3],
+                clients=4, seconds=10 if q else 30)
             checkpoint()
 
         if not args.skip_cli and "cli" not in result:

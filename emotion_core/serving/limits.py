@@ -6,6 +6,7 @@
   EMOTION_MAX_SEGMENTS        most utterances one timeline judges (default 200); past it the closest ones merge
   EMOTION_STREAM_IDLE_SECONDS a WebSocket stream that sends nothing this long is closed (default 20)
   EMOTION_STREAM_WALL_SECONDS longest WebSocket session in wall-clock time (default: the audio limit + 60 s)
+  EMOTION_WORKERS             serving worker processes, each with its own model (default 1); see `serving_workers`
 """
 
 from __future__ import annotations
@@ -30,6 +31,20 @@ def _env_float(name: str, default: float) -> float:
 #: Predictions computed at once per worker: BentoML's threads for the HTTP routes, and the gate every model
 #: call passes (`Predictor`), so WebSocket streams share the same two slots instead of crowding in beside them.
 MODEL_THREADS = 2
+
+
+def serving_workers() -> int:
+    """$EMOTION_WORKERS: BentoML worker processes. Each loads its own model (its RSS again) and takes
+    MODEL_THREADS requests at a time; the encoder's threads are then shared out (`worker_onnx_threads`)."""
+    return max(1, int(_env_float("EMOTION_WORKERS", 1)))
+
+
+def worker_onnx_threads(workers: int) -> None:
+    """With several workers, each encoder session gets its share of the cores (unless $EMOTION_ONNX_THREADS
+    says otherwise): N workers × all cores would oversubscribe the CPU."""
+    if workers > 1 and not os.environ.get("EMOTION_ONNX_THREADS"):
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        os.environ["EMOTION_ONNX_THREADS"] = str(max(1, cores // workers))
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from emotion_core.serving.adaptation import (
     VoiceProfiles,
     describe,
 )
-from emotion_core.serving.limits import MODEL_THREADS
+from emotion_core.serving.limits import MODEL_THREADS, serving_workers, worker_onnx_threads
 from emotion_core.serving.openapi import OpenAPIDocs, also_returns, reads_headers
 from emotion_core.serving.predictor import NoSpeechError, Predictor
 from emotion_core.serving.schemas import (
@@ -85,10 +85,13 @@ _limit_websocket_frames()
 # threads=2: two predictions in flight per worker (the model code is thread-safe: bench/loadtest.py checks
 # every answer under load). It gains what adaptive batching gains (docs/performance.md) without making the
 # API list-in/list-out.
-@bentoml.service(name="emotion_detector", traffic={"timeout": 120}, http={"port": 8000}, threads=MODEL_THREADS)
+# workers: $EMOTION_WORKERS processes (default 1), each with its own model.
+@bentoml.service(name="emotion_detector", traffic={"timeout": 120}, http={"port": 8000}, threads=MODEL_THREADS,
+                 workers=serving_workers())
 @bentoml.asgi_app(app, path="/")
 class EmotionService:
     def __init__(self) -> None:
+        worker_onnx_threads(serving_workers())
         # Refuses to start (LookupError naming the command to run) when no champion is registered.
         self.predictor = Predictor.from_uri()
         self.voices = VoiceProfiles.from_env()  # adaptation to a named speaker (X-Speaker-Id)
