@@ -122,7 +122,7 @@ ablate: install
 crosscorpus: install
 	$(RUN) pipelines.crosscorpus
 robustness: install
-	$(RUN) pipelines.robustness --config $(CONFIG)
+	$(RUN) pipelines.robustness --config $(CONFIG) $(if $(AUGMENT),--augment $(AUGMENT))
 docs: install
 	$(RUN) pipelines.docs
 notebooks: install

@@ -190,6 +190,9 @@ def model_card(cfg, registered: dict) -> str:
     unseen = "No cross-corpus report for this config: run `make crosscorpus`."
     if (out / "crosscorpus.json").exists():
         unseen = crosscorpus_card(json.loads((out / "crosscorpus.json").read_text()), cfg)
+    conditions = "No robustness report for this config: run `make robustness`."
+    if (out / "robustness.json").exists():
+        conditions = robustness_card(json.loads((out / "robustness.json").read_text()))
     return f"""# Model card — `{registered['name']}` v{registered['version']} (@{registered['alias']})
 
 **What it does.** Classifies the emotion of a speech recording into 8 classes ({', '.join(EMOTIONS)}) and maps
@@ -207,6 +210,8 @@ corpus is acted studio speech.
 
 **Voices it has never heard.** {unseen}
 
+**Recording conditions.** {conditions}
+
 **Limits.** Acted, studio-quality English speech from 24 actors and two sentences: expect lower accuracy on
 spontaneous speech, other languages, noisy phone audio, children and elderly voices. Emotions are acted
 categories, not the speaker's felt state. Do not use it to make decisions about people.
@@ -214,6 +219,23 @@ categories, not the speaker's felt state. Do not use it to make decisions about 
 **Licence.** Code MIT; the training data is CC BY-NC-SA 4.0, so these weights are for **non-commercial** use
 and share-alike.
 """
+
+
+def robustness_card(report: dict) -> str:
+    """The model card's recording-conditions paragraph, from robustness.json (`make robustness`)."""
+    rows = report["conditions"]
+    clean = rows["clean"]
+    worst = sorted((c for c in rows if c != "clean"), key=lambda c: rows[c]["ua_mean"])
+    text = (f"RAVDESS test actors' clips degraded (`make robustness`, the 6-fold CV heads, {report['clips']} clips): "
+            f"clean UA {_pct(clean['ua_mean'], clean['ua_std'])}; "
+            + ", ".join(f"{c} {_pct(rows[c]['ua_mean'])}" for c in rows if c != "clean")
+            + f". Hardest: {', '.join(worst[:3])}.")
+    for name, cand in report.get("candidates", {}).items():
+        mean_drop = np.mean([row["ua_drop"] for c, row in cand["conditions"].items() if c != "clean"])
+        base_drop = np.mean([row["ua_drop"] for c, row in rows.items() if c != "clean"])
+        text += (f" Trained on degraded copies ({name}): clean UA {_pct(cand['conditions']['clean']['ua_mean'])}, "
+                 f"mean drop under the conditions {mean_drop * 100:.1f} pt against {base_drop * 100:.1f} pt as served.")
+    return text + f" Table: `reports/{report['config']}/robustness.md`."
 
 
 def _pct(mean: float, std: float | None = None) -> str:

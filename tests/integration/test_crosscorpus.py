@@ -76,11 +76,22 @@ def test_a_second_run_reuses_what_it_measured(report: dict) -> None:
 
 
 def test_robustness_report_shrunk(mlflow_store, smoke_cfg) -> None:
-    """`make robustness`, shrunk: the smoke CV heads on every 6th test clip, clean and under two conditions."""
+    """`make robustness`, shrunk: the smoke CV heads on every 6th test clip, clean and under two conditions, beside
+    the same recipe trained on quieter copies (`--augment gain-20db`), scored on the same clips."""
+    from emotion_core.config import load_config
     from emotion_core.research import robustness
 
-    report = robustness.run(smoke_cfg, conditions=["babble-5db", "gain-20db"], every=6, progress=False)
+    augmented = load_config("smoke", ["train.augment=[gain-20db]"])
+    report = robustness.run(smoke_cfg, conditions=["babble-5db", "gain-20db"], every=6, progress=False,
+                            candidates={"+ quiet copies": augmented})
     assert set(report["conditions"]) == {"clean", "babble-5db", "gain-20db"}
-    for row in report["conditions"].values():
-        assert 0.0 <= row["ua_mean"] <= 1.0 and len(row["per_fold"]) >= 2
-    assert (reports_dir(smoke_cfg) / "robustness.md").read_text().count("| babble-5db |") == 1
+    [(name, candidate)] = report["candidates"].items()
+    assert candidate["set"] == {"train.augment": ["gain-20db"]} and set(candidate["conditions"]) == set(report["conditions"])
+    for table in (report["conditions"], candidate["conditions"]):
+        for row in table.values():
+            assert 0.0 <= row["ua_mean"] <= 1.0 and len(row["per_fold"]) >= 2
+        assert table["clean"]["ua_drop"] == 0
+        folds = [[r["fold"] for r in row["per_fold"]] for row in table.values()]
+        assert all(f == folds[0] for f in folds)  # every condition scored by the same fold heads
+    md = (reports_dir(smoke_cfg) / "robustness.md").read_text()
+    assert md.count("| babble-5db |") == 1 and f"| {name} | change |" in md
