@@ -227,7 +227,8 @@ def _run_trials(base: ExperimentConfig, spec: TuneSpec, folds: list[int], storag
     deadline = time.monotonic() + timeout if timeout else None
     while deadline is None or time.monotonic() < deadline:
         # Trials other workers are running count too: they finish them (or, dead, get them retried below).
-        running = [t for t in unsettled(study) if t.state == optuna.trial.TrialState.RUNNING]
+        # Every RUNNING trial, even one whose worker has not tagged it yet (between ask and the objective).
+        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
         remaining = n_trials - finished_count(study) - len(running)
         if remaining > 0:
             left = deadline - time.monotonic() if deadline else None
