@@ -20,11 +20,12 @@ from emotion_core.audio import load_audio
 from emotion_core.config import data_dir
 from emotion_core.data import read_ravdess
 from emotion_core.encoders.onnx.export import machine_identity
+from emotion_core.encoders.onnx.runtime import usable_cores
 from emotion_core.vad import speech_segments
 
 BIN = Path(sys.executable).parent
 LENGTHS = (1, 3, 10)
-CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+CORES = usable_cores()
 
 
 def log(msg: str) -> None:

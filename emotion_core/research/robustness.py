@@ -18,6 +18,7 @@ from emotion_core.degrade import CONDITIONS, babble_pool
 from emotion_core.encoders import load_encoder
 from emotion_core.head.batching import predict_logits
 from emotion_core.research import cv, metrics, tracking
+from emotion_core.research.ablation import slug
 from emotion_core.research.cache import EmbeddingCache
 
 
@@ -88,10 +89,6 @@ def run(cfg: ExperimentConfig, conditions: list[str] | None = None, every: int =
         for name in ("robustness.json", "robustness.md"):
             mlflow.log_artifact(str(out / name), "report")
     return report
-
-
-def slug(name: str) -> str:
-    return "".join(ch if ch.isalnum() else "_" for ch in name.lower()).strip("_")[:40]
 
 
 def _overrides(base: ExperimentConfig, other: ExperimentConfig) -> dict:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from emotion_core.encoders.onnx.runtime import usable_cores
+
 
 def _env_float(name: str, default: float) -> float:
     raw = os.environ.get(name)
@@ -43,8 +45,7 @@ def worker_onnx_threads(workers: int) -> None:
     """With several workers, each encoder session gets its share of the cores (unless $EMOTION_ONNX_THREADS
     says otherwise): N workers × all cores would oversubscribe the CPU."""
     if workers > 1 and not os.environ.get("EMOTION_ONNX_THREADS"):
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        os.environ["EMOTION_ONNX_THREADS"] = str(max(1, cores // workers))
+        os.environ["EMOTION_ONNX_THREADS"] = str(max(1, usable_cores() // workers))
 
 
 @dataclass(frozen=True)

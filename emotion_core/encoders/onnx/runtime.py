@@ -62,14 +62,18 @@ def use_serving_torch_threads() -> None:
         torch.set_num_threads(torch_threads)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask on Linux)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def default_threads() -> int:
     if env := os.environ.get("EMOTION_ONNX_THREADS"):
         return max(1, int(env))
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(4, cores))
+    return max(1, min(4, usable_cores()))
 
 
 #: A candidate int8 variant is served only if its encoder output is at most this many times further from

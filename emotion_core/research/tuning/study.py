@@ -239,9 +239,9 @@ def _run_trials(base: ExperimentConfig, spec: TuneSpec, folds: list[int], storag
         # worker's, which stays RUNNING until its heartbeat is stale; failing it here re-queues it (WAITING),
         # and this loop runs the retry. The study is settled when nothing is running or waiting.
         optuna.storages.fail_stale_trials(study)
-        if not unsettled(study):
+        if not (left := unsettled(study)):
             break
-        if any(t.state == optuna.trial.TrialState.WAITING for t in unsettled(study)):
+        if any(t.state == optuna.trial.TrialState.WAITING for t in left):
             study.optimize(objective, n_trials=1, show_progress_bar=False)
             continue
         time.sleep(min(5.0, spec.heartbeat_seconds))
