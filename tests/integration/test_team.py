@@ -101,9 +101,6 @@ def _enqueued_study(smoke_cfg, spec_path: Path, storage: str):
     return study
 
 
-# Slow marker for now: in 1 of 4 runs a fifth trial completed (a grid point or a sampled one beyond the target),
-# a race between the survivor's target count and the retry that is not understood yet (issue 21).
-@pytest.mark.slow
 def test_tuning_workers_share_a_postgres_study_and_a_killed_trial_is_retried(smoke_run, smoke_cfg, pg, tmp_path):
     from emotion_core.research.tuning.storage import WORKER_ATTR, finished_count, unsettled
 

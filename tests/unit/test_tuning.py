@@ -102,7 +102,7 @@ def test_a_retried_failure_counts_once_and_a_team_url_loses_its_password(tmp_pat
     study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.FAIL, params={"x": 0.2}, distributions=dist))
     assert finished_count(study) == 2  # a failure nobody retried is finished for good
     failed = study.trials[1]
-    storage.get_failed_trial_callback()(study, failed)  # what fail_stale_trials does for a dead worker's trial
+    storage.get_heartbeat_stale_trial_callback()(study, failed)  # what fail_stale_trials does for a dead worker's trial
     [retry] = [t for t in study.trials if t.state == optuna.trial.TrialState.WAITING]
     assert retry.params == failed.params and retry.system_attrs["failed_trial"] == failed.number
     assert finished_count(study) == 1 and unsettled(study) == [retry]  # counted again once the retry runs
@@ -115,3 +115,25 @@ def test_a_retried_failure_counts_once_and_a_team_url_loses_its_password(tmp_pat
     assert redacted("postgresql://tuner:s3cret@db.lan:5432/optuna") == "postgresql://tuner@db.lan:5432/optuna"
     assert redacted("sqlite:///mlruns/optuna.db") == "sqlite:///mlruns/optuna.db"
 
+
+
+def test_two_workers_asking_for_the_last_slot_at_once_keep_one_trial(tmp_path):
+    """The race of a distributed study: the target is one trial short, two workers ask in the same instant. The
+    lower-numbered trial keeps the slot; the other is surplus (closed unrun, never counted). Queued trials
+    (enqueued, or a dead worker's retry) are part of the target and never surplus."""
+    import optuna
+
+    from emotion_core.research.tuning.storage import SURPLUS_ATTR, finished_count, is_surplus, open_storage
+
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path / 'optuna.db'}"), study_name="s")
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    study.add_trial(optuna.create_trial(value=0.5, params={"x": 0.5}, distributions=dist))
+    first, second = study.ask(), study.ask()  # both workers saw 1 finished of 2 and asked
+    assert not is_surplus(study, first.number, 2) and is_surplus(study, second.number, 2)
+    study.tell(first, 0.7)
+    second.set_user_attr(SURPLUS_ATTR, True)
+    study.tell(second, state=optuna.trial.TrialState.FAIL)
+    assert finished_count(study) == 2  # the target, exactly: the surplus trial is not counted
+    study.enqueue_trial({"x": 0.1})
+    queued = study.ask()
+    assert not is_surplus(study, queued.number, 2)  # queued: runs even though the target is reached

@@ -13,6 +13,7 @@ from optuna.visualization import matplotlib as ovm
 
 from emotion_core.config import ExperimentConfig, reports_dir
 from emotion_core.research.tuning.space import TuneSpec, base_params, sample
+from emotion_core.research.tuning.storage import SURPLUS_ATTR
 
 
 def write_report(study: Any, base: ExperimentConfig, spec: TuneSpec, folds: list[int], storage: str,
@@ -22,7 +23,8 @@ def write_report(study: Any, base: ExperimentConfig, spec: TuneSpec, folds: list
     out = reports_dir(base)
     figures = save_figures(study, out)
     best = {"value": study.best_value, "params": study.best_params, "trial": study.best_trial.number}
-    states = [t.state.name for t in study.trials]
+    surplus = sum(1 for t in study.trials if t.user_attrs.get(SURPLUS_ATTR))  # closed unmeasured: never counted
+    states = [t.state.name for t in study.trials if not t.user_attrs.get(SURPLUS_ATTR)]
     start_point = base_params(base, space)
     base_trial = next((t for t in study.trials if t.params == start_point and t.value is not None), None)
     # The study's cost from its stored trials (every session, resumes included). Wall time is the union of the
@@ -38,7 +40,7 @@ def write_report(study: Any, base: ExperimentConfig, spec: TuneSpec, folds: list
     folds_run = sum(len(t.intermediate_values) for t in study.trials if t.duration is not None)
     fold_cost = trial_seconds / folds_run if folds_run else None
     wall_per_fold = study_seconds / folds_run if folds_run else None
-    result = {"study": study.study_name, "storage": storage, "n_trials": len(study.trials),
+    result = {"study": study.study_name, "storage": storage, "n_trials": len(states), "surplus": surplus,
               "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"),
               "unfinished": states.count("FAIL") + states.count("RUNNING"),  # interrupted (by hand, a crash) or still running
               "seconds": seconds, "study_seconds": study_seconds, "trial_seconds": trial_seconds, "fold_fits": folds_run,
@@ -65,7 +67,8 @@ def tune_markdown(result: dict[str, Any], study: Any) -> str:
         value = t.value if t.value is not None else (steps[last] if last is not None else None)
         params = ", ".join(f"{k.split('.')[-1]}={v:.4g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
                            for k, v in t.params.items())
-        rows.append(f"| {t.number} | {t.state.name.lower()} | {len(steps)} | "
+        state = "surplus (not run)" if t.user_attrs.get(SURPLUS_ATTR) else t.state.name.lower()
+        rows.append(f"| {t.number} | {state} | {len(steps)} | "
                     f"{'' if value is None else f'{value:.1%}'} | {params} |")
     fit = result.get("fold_fit_seconds_mean")
     cost = (f" {result['fold_fits']} fold fits, {fit:.1f} s each in a worker on average, so {result['target_trials']} trials × "
@@ -75,7 +78,9 @@ def tune_markdown(result: dict[str, Any], study: Any) -> str:
     return "\n".join([
         f"# Optuna study `{result['study']}`", "",
         f"{result['n_trials']} trials ({result['complete']} complete, {result['pruned']} pruned by successive halving"
-        + (f", {result['unfinished']} unfinished" if result.get("unfinished") else "") + ") took "
+        + (f", {result['unfinished']} unfinished" if result.get("unfinished") else "")
+        + (f"; {result['surplus']} more asked for in the same instant as another worker's last one, closed unrun"
+           if result.get("surplus") else "") + ") took "
         f"**{result['study_seconds'] / 60:.1f} min** wall clock with {result.get('workers', 1)} worker process(es) "
         f"({result.get('trial_seconds', result['study_seconds']) / 60:.1f} min of trial time; target {result['target_trials']} trials"
         + (f", this session time-boxed to {result['timeout_minutes']:g} min" if result.get("timeout_minutes") else "") + ")." + cost,

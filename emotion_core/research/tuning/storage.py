@@ -3,7 +3,7 @@ SQLAlchemy URL — PostgreSQL for a team — when workers on several hosts share
 
 Every worker's trials beat a heartbeat into the storage. A worker that dies mid-trial (killed, host lost)
 stops beating; once its trial is `grace` seconds stale, the next worker to look marks it FAIL and
-`RetryFailedTrialCallback` queues a copy with the same parameters, so no trial stays RUNNING forever and the
+`RetryHeartbeatStaleTrialCallback` queues a copy with the same parameters, so no trial stays RUNNING forever and the
 killed one is measured after all. Connections are checked before use (`pool_pre_ping`: a restarted database
 or a dropped idle connection costs a reconnect, not a crashed worker) and bounded per worker.
 """
@@ -43,7 +43,7 @@ def open_storage(url: str, heartbeat_seconds: int = 60, max_retries: int = 2) ->
         return optuna.storages.RDBStorage(
             url, engine_kwargs=engine, heartbeat_interval=heartbeat_seconds,
             grace_period=GRACE_INTERVALS * heartbeat_seconds,
-            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=max_retries))
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retries))
 
 
 def redacted(url: str) -> str:
@@ -60,12 +60,40 @@ def retried(trials: list[Any]) -> set[int]:
     return {n for t in trials for n in t.system_attrs.get("retry_history", [])}
 
 
+#: User attribute of a trial that was asked for when the target was already covered (two workers asking in the
+#: same instant for the last slot): closed at once, unmeasured, and never counted.
+SURPLUS_ATTR = "surplus"
+
+
+class SurplusTrial(Exception):
+    """Raised by a trial that starts after the study's target was covered (see `is_surplus`)."""
+
+
+def _counted(trials: list[Any]) -> int:
+    again = retried(trials)
+    return sum(1 for t in trials if t.state.is_finished() and not t.user_attrs.get(SURPLUS_ATTR)
+               and not (t.state == optuna.trial.TrialState.FAIL and t.number in again))
+
+
 def finished_count(study: Any) -> int:
     """Trials that count towards the study's target: complete, pruned, or failed for good — a failed trial
-    whose retry is queued or ran is not counted twice, and waiting or running trials are not counted yet."""
+    whose retry is queued or ran is not counted twice, a surplus one never, and waiting or running trials
+    are not counted yet."""
+    return _counted(study.get_trials(deepcopy=False))
+
+
+def is_surplus(study: Any, number: int, n_trials: int) -> bool:
+    """Whether trial `number`, just asked for, is beyond the target: the finished trials, the waiting ones and
+    the trials running with a lower number already fill it. Workers check the count before asking, but two
+    can ask in the same instant; the lower number keeps the slot. A queued trial (enqueued, or the retry of
+    a dead worker's) is never surplus: it is part of the target."""
     trials = study.get_trials(deepcopy=False)
-    again = retried(trials)
-    return sum(1 for t in trials if t.state.is_finished() and not (t.state == optuna.trial.TrialState.FAIL and t.number in again))
+    mine = next(t for t in trials if t.number == number)
+    if "fixed_params" in mine.system_attrs or "failed_trial" in mine.system_attrs:
+        return False
+    ahead = sum(1 for t in trials if t.state == optuna.trial.TrialState.WAITING
+                or (t.state == optuna.trial.TrialState.RUNNING and t.number < number))
+    return _counted(trials) + ahead >= n_trials
 
 
 #: User attribute a trial gets as it starts: the host and process running it (and a sign it beats a heartbeat).

@@ -33,9 +33,12 @@ from emotion_core.research.tuning.pruner import BASE_ATTR, TIEBREAK_ATTR, FoldHa
 from emotion_core.research.tuning.report import write_report
 from emotion_core.research.tuning.space import TuneSpec, base_params, choices, load_tune_spec, sample
 from emotion_core.research.tuning.storage import (
+    SURPLUS_ATTR,
     WORKER_ATTR,
+    SurplusTrial,
     default_storage,
     finished_count,
+    is_surplus,
     open_storage,
     redacted,
     unsettled,
@@ -194,6 +197,9 @@ def _run_trials(base: ExperimentConfig, spec: TuneSpec, folds: list[int], storag
 
     def objective(trial: optuna.Trial) -> float:
         nonlocal fold_fits
+        if is_surplus(study, trial.number, n_trials):
+            trial.set_user_attr(SURPLUS_ATTR, True)
+            raise SurplusTrial(f"the study's {n_trials} trials were covered when trial {trial.number} started")
         overrides = sample(trial, space)
         cfg = ExperimentConfig.model_validate(_deep_merge(base.model_dump(), overrides))
         clips = pools[cfg.model.frame_pool]
@@ -220,20 +226,21 @@ def _run_trials(base: ExperimentConfig, spec: TuneSpec, folds: list[int], storag
             mlflow.log_metrics({"cv_ua_mean": float(np.mean(uas)), "cv_ua_std": float(np.std(uas))})
             return float(np.mean(uas))
 
-    def stop_at_target(study: Any, _trial: Any) -> None:  # counted across workers, retried failures once
-        if finished_count(study) >= n_trials:
+    def covered(study: Any) -> int:
+        """Finished trials plus those other workers are running (they finish them, or, dead, get them retried),
+        every RUNNING one, even one whose worker has not tagged it yet (between ask and the objective)."""
+        return finished_count(study) + len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+
+    def stop_at_target(study: Any, _trial: Any) -> None:  # checked before every next ask, not once per optimize()
+        if covered(study) >= n_trials:
             study.stop()
 
     deadline = time.monotonic() + timeout if timeout else None
     while deadline is None or time.monotonic() < deadline:
-        # Trials other workers are running count too: they finish them (or, dead, get them retried below).
-        # Every RUNNING trial, even one whose worker has not tagged it yet (between ask and the objective).
-        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-        remaining = n_trials - finished_count(study) - len(running)
-        if remaining > 0:
+        if (remaining := n_trials - covered(study)) > 0:
             left = deadline - time.monotonic() if deadline else None
             study.optimize(objective, n_trials=remaining, timeout=left, show_progress_bar=progress,
-                           callbacks=[stop_at_target])
+                           callbacks=[stop_at_target], catch=(SurplusTrial,))
             continue
         # The target is covered, but trials may still be running: another worker's (it finishes it), or a dead
         # worker's, which stays RUNNING until its heartbeat is stale; failing it here re-queues it (WAITING),
@@ -242,7 +249,7 @@ def _run_trials(base: ExperimentConfig, spec: TuneSpec, folds: list[int], storag
         if not (left := unsettled(study)):
             break
         if any(t.state == optuna.trial.TrialState.WAITING for t in left):
-            study.optimize(objective, n_trials=1, show_progress_bar=False)
+            study.optimize(objective, n_trials=1, show_progress_bar=False, catch=(SurplusTrial,))
             continue
         time.sleep(min(5.0, spec.heartbeat_seconds))
     return fold_fits
