@@ -92,6 +92,18 @@ def _fit_and_score(cfg: ExperimentConfig, train: pd.DataFrame, clips: dict[str, 
     return {name: score(df, predict_logits(result.model, [clips[c] for c in df["clip_id"]])) for name, df in tests.items()}
 
 
+def with_copies(cfg: ExperimentConfig, cache: EmbeddingCache, corpora: dict[str, pd.DataFrame],
+                clips: dict[str, object]) -> dict[str, object]:
+    """`clips` with the recipe's training copies (`train.speed_perturb`, `train.augment`) attached to every clip of
+    its training corpora, each copy encoded once where the cache lacks it; `clips` itself when it has none."""
+    if not (cfg.train.speed_perturb or cfg.train.augment):
+        return clips
+    manifest = pd.concat([corpora[c] for c in training_corpora(cfg)], ignore_index=True)
+    copied = cache.attach_variants(manifest, [clips[c] for c in manifest["clip_id"]], cfg.train, cfg.model.frame_pool,
+                                   progress=True)
+    return {**clips, **dict(zip(manifest["clip_id"], copied))}
+
+
 def _recipe(cfg: ExperimentConfig, spec: CrossCorpusSpec, corpora: dict[str, pd.DataFrame], clips: dict[str, object],
             memo: dict, log) -> dict:
     own = training_corpora(cfg)
@@ -203,6 +215,25 @@ def adaptation_to_voices(corpora: dict[str, pd.DataFrame], stats: dict[str, np.n
     return out
 
 
+def within_corpus(corpora: dict[str, pd.DataFrame], stats: dict[str, np.ndarray], held_out: list[str]) -> dict[str, dict]:
+    """For scale: each held-out corpus learnt from its own labels — the linear probe trained on its other
+    speakers, scored on each speaker in turn (RAVDESS: its EmoBox folds). What the corpus' own data teaches
+    without a new voice's labels; the leave-one-corpus-out rows are measured against it."""
+    out = {}
+    for held in held_out:
+        df = corpora[held].reset_index(drop=True)
+        groups = df["fold"].to_numpy() if held == "ravdess" else df["speaker"].to_numpy()
+        feats = np.stack([stats[c] for c in df["clip_id"]])
+        logits = np.full((len(df), len(EMOTIONS)), -np.inf)
+        for g in pd.unique(groups):
+            test = groups == g
+            clf = probe.fit_probe(feats[~test], df["label"].to_numpy()[~test])
+            logits[np.ix_(test, clf.classes_)] = clf.decision_function(feats[test])
+        out[held] = {"groups": "EmoBox folds" if held == "ravdess" else "speakers", "n_groups": int(len(pd.unique(groups))),
+                     **score(df, logits)}
+    return out
+
+
 def no_speech_rates(corpora: dict[str, pd.DataFrame]) -> dict[str, float]:
     """Share of each corpus' clips the served voice-activity decision calls silent (`no_speech`)."""
     return {name: float(np.mean([not speech_segments(load_audio(p)) for p in df["path"]])) for name, df in corpora.items()}
@@ -224,6 +255,7 @@ def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
     for clip_id, clip in zip(union["clip_id"], cache.iter(union, progress=progress)):
         clips[clip_id], stats[clip_id] = clip.pooled(base.model.frame_pool), clip_statistics(clip)
     silent = no_speech_rates({h: corpora[h] for h in spec.held_out})
+    reference = within_corpus(corpora, stats, spec.held_out)
     calibrated, adapted = {}, {}
     if "ravdess" in corpora:  # the speaker probe `make train` ships, fit once for both
         shipped = speaker_probe_of(corpora["ravdess"], stats)
@@ -250,7 +282,8 @@ def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
                 log(f"{name}: measured before, reused ({path.name})")
             else:
                 log(f"{name}")
-                row = {"name": name, "set": overrides, **key, **_recipe(cfg, spec, corpora, clips, memo, log)}
+                recipe_clips = with_copies(cfg, cache, corpora, clips)
+                row = {"name": name, "set": overrides, **key, **_recipe(cfg, spec, corpora, recipe_clips, memo, log)}
                 path.write_text(json.dumps(row, indent=1))
             rows.append(row)
         comparable = [h for h in spec.held_out if h in rows[0]["loco"]]
@@ -274,7 +307,7 @@ def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
               "corpora": {n: {"clips": len(df), "speakers": int(df["speaker"].nunique()), "language": CORPORA[n].language,
                               "classes": list(CORPORA[n].classes), "what": CORPORA[n].what,
                               **({"no_speech_rate": silent[n]} if n in silent else {})} for n, df in corpora.items()},
-              "recipes": rows, "per_user_calibration": calibrated, "adaptation": adapted, "rule": {"loco_gain": ADOPT_LOCO_GAIN, "max_cv_loss": MAX_CV_LOSS},
+              "recipes": rows, "within_corpus": reference, "per_user_calibration": calibrated, "adaptation": adapted, "rule": {"loco_gain": ADOPT_LOCO_GAIN, "max_cv_loss": MAX_CV_LOSS},
               "seconds": round(time.perf_counter() - start, 1)}
     write(report, reports_dir(base))
     with mlflow.start_run(run_id=parent.info.run_id):

@@ -255,6 +255,11 @@ def crosscorpus_tables(report: dict) -> list[str]:
         cells = [_pct(row["loco"][h]["ua_mean"], row["loco"][h]["ua_std"]) if h in row["loco"] else "—" for h in held]
         mean = _pct(row["loco_mean"]) if row.get("loco_mean") is not None else "—"
         lines.append(f"| {row['name']} | " + " | ".join(cells) + f" | {mean} |")
+    if ref := report.get("within_corpus"):
+        lines += ["", "For scale, each corpus learnt from its own labels (the linear probe trained on its other speakers, "
+                  "scored on each in turn; RAVDESS by its EmoBox folds): "
+                  + ", ".join(f"{names.get(h, h)} {_pct(c['ua'])}" for h, c in ref.items())
+                  + ". The distance from these to the rows above is what a new corpus' voices cost."]
     lines += ["", "RAVDESS 6-fold actor-held-out CV (EmoBox folds; other corpora only ever train):", "",
               "| recipe | UA | WA |", "|---|---|---|"]
     for row in report["recipes"]:

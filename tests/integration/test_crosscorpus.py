@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from emotion_core.config import reports_dir
@@ -39,6 +40,15 @@ def test_every_recipe_is_scored_on_every_corpus_it_did_not_train_on(report: dict
     calibrated = report["per_user_calibration"]  # the shipped enroll() probe, 10 clips of each unseen speaker
     assert set(calibrated) == {"tess", "turev"} and all(0.0 <= c["ua"] <= 1.0 and c["enrollment"] == 10
                                                          for c in calibrated.values())
+
+
+def test_each_corpus_learnt_from_its_own_other_speakers_is_the_scale(report: dict) -> None:
+    ref = report["within_corpus"]
+    assert set(ref) == {"tess", "turev", "ravdess"}
+    assert all(ref[h]["n_groups"] == report["corpora"][h]["speakers"] for h in ("tess", "turev")) and ref["ravdess"]["groups"] == "EmoBox folds"
+    for held, cell in ref.items():
+        assert set(cell["recall"]) == set(report["corpora"][held]["classes"]) and 0.0 <= cell["ua"] <= 1.0
+    assert "each corpus learnt from its own labels" in crosscorpus_readme_text(report)
 
 
 def test_adapting_to_each_voice_is_scored_after_its_first_recordings(report: dict) -> None:
@@ -95,3 +105,23 @@ def test_robustness_report_shrunk(mlflow_store, smoke_cfg) -> None:
         assert all(f == folds[0] for f in folds)  # every condition scored by the same fold heads
     md = (reports_dir(smoke_cfg) / "robustness.md").read_text()
     assert md.count("| babble-5db |") == 1 and f"| {name} | change |" in md
+
+
+def test_a_recipe_with_training_copies_trains_on_them(smoke_run) -> None:
+    """A candidate's `train.augment` reaches its heads: its training corpora's clips carry the copies (encoded once
+    into the cache), the held-out corpus' clips do not."""
+    from emotion_core.config import load_config
+    from emotion_core.data.corpora import CORPORA
+    from emotion_core.encoders import load_encoder
+    from emotion_core.research.cache import EmbeddingCache
+
+    cfg = load_config("smoke", ["train.augment=[telephone]"])
+    corpora = {"ravdess": smoke_run["manifest"].head(4), "tess": CORPORA["tess"].read().head(3)}
+    cache = EmbeddingCache(load_encoder("whisper-base", runtime="torch"))
+    union = pd.concat(corpora.values(), ignore_index=True)
+    cache.build(union, progress=False)
+    clips = {c: clip.pooled(cfg.model.frame_pool) for c, clip in zip(union["clip_id"], cache.iter(union))}
+    copied = crosscorpus.with_copies(cfg, cache, corpora, clips)
+    assert all(len(copied[c].variants) == 1 for c in corpora["ravdess"]["clip_id"])
+    assert all(copied[c] is clips[c] and not clips[c].variants for c in corpora["tess"]["clip_id"])
+    assert crosscorpus.with_copies(load_config("smoke"), cache, corpora, clips) is clips
