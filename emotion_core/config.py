@@ -79,7 +79,8 @@ def reports_dir(cfg: "ExperimentConfig") -> Path:
 
 # ---------------------------------------------------------------------------------------------
 # Experiment configs. Sections mirror the code: data → emotion_core.data, encoder → encoders,
-# model → head.model.HybridEmotionCNN, train → research.training. The defaults below ARE the
+# model → head.model.HybridEmotionCNN, train → research.training, adapt → encoders.top_layers and
+# research.top_layer_fit. The defaults below ARE the
 # README's run: experiments/default.yaml spells them out and a test keeps the two equal.
 # ---------------------------------------------------------------------------------------------
 
@@ -167,12 +168,34 @@ class TrainConfig(_Section):
     num_threads: int | None = None
 
 
+class AdaptConfig(_Section):
+    """Encoder adaptation on the cache (encoders/top_layers.py, research/top_layer_fit.py): the top `layers`
+    encoder layers re-run from the cached output of the layer below them and trained through a light probe
+    head on the training actors, before the head trains on the states they then give."""
+
+    #: Top encoder layers adapted; 0 = the frozen encoder.
+    layers: int = Field(0, ge=0)
+    #: "lora": low-rank adapters on `targets` (rank, alpha), the layers' own weights frozen; "full": every weight.
+    mode: Literal["lora", "full"] = "lora"
+    rank: int = Field(8, ge=1)
+    alpha: float = Field(16.0, gt=0)
+    targets: list[str] = ["q_proj", "v_proj", "fc1", "fc2"]
+    epochs: int = Field(8, ge=1)
+    #: The adapted layers' learning rate (the probe head above them learns at `head_lr`).
+    lr: float = Field(5e-4, gt=0)
+    head_lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(16, ge=1)
+    #: Epochs without a better inner-validation UA before stopping (the best epoch's layers are kept).
+    patience: int = Field(3, ge=1)
+
+
 class ExperimentConfig(_Section):
     name: str = "default"
     data: DataConfig = DataConfig()
     encoder: EncoderConfig = EncoderConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    adapt: AdaptConfig = AdaptConfig()
 
 
 def stable_hash(value: Any, length: int = 12) -> str:
@@ -192,6 +215,8 @@ def fingerprint(cfg: ExperimentConfig) -> str:
     for (section, key), neutral in FINGERPRINT_NEUTRAL.items():
         if settings[section].get(key) == neutral:
             del settings[section][key]
+    if settings["adapt"]["layers"] == 0:  # the frozen encoder: the adaptation settings do nothing
+        del settings["adapt"]
     return stable_hash(settings)
 
 

@@ -12,6 +12,13 @@ from emotion_core.encoders.base import SpeechEncoder
 from emotion_core.features import log_mel
 
 
+def pool_frames(hidden: torch.Tensor, factor: int) -> torch.Tensor:
+    """[L, T, D] → [L, ceil(T / factor), D]: every `factor` frames averaged (a last, partial group averages the
+    frames it has), in the input's dtype."""
+    h = torch.nn.functional.avg_pool1d(hidden.float().transpose(1, 2), factor, factor, ceil_mode=True)
+    return h.transpose(1, 2).to(hidden.dtype).contiguous()
+
+
 @dataclass(frozen=True)
 class ClipFeatures:
     """What the head consumes for one clip."""
@@ -39,9 +46,7 @@ class ClipFeatures:
         if factor != self.frame_pool:
             if self.frame_pool != 1:
                 raise ValueError(f"features already pooled by {self.frame_pool}, asked for {factor}")
-            h = self.hidden.float().transpose(1, 2)  # [L, D, T]
-            h = torch.nn.functional.avg_pool1d(h, factor, factor, ceil_mode=True).transpose(1, 2)
-            changes.update(hidden=h.to(self.hidden.dtype).contiguous(), frame_pool=factor)
+            changes.update(hidden=pool_frames(self.hidden, factor), frame_pool=factor)
         if mel_factor != self.mel_pool:
             if self.mel_pool != 1:
                 raise ValueError(f"log-mel already pooled by {self.mel_pool}, asked for {mel_factor}")

@@ -9,6 +9,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -69,7 +70,8 @@ def run(spec: AblationsSpec, only: list[int] | None = None) -> list[str]:
         # the unchanged config: reuse `make crossval`'s run
         report = main if _current(main, cfg) else cv.run(cfg, random_split_check=False, adapted=(), progress=True)
         path.write_text(json.dumps({"name": row.name, "set": row.set_, "fingerprint": fingerprint(cfg),
-                                    "head": report["head"], "probe": report["probe"], "run_id": report["run_id"]}, indent=2))
+                                    "head": report["head"], "probe": report["probe"], "run_id": report["run_id"],
+                                    **({"adaptation": report["adaptation"]} if "adaptation" in report else {})}, indent=2))
     lines = table(spec)
     (reports_dir(base) / "ablations.md").write_text("\n".join(lines) + "\n")
     return lines
@@ -86,7 +88,9 @@ def table(spec: AblationsSpec) -> list[str]:
             lines.append(f"| {row.name} | not measured yet (`make ablate`) | |")
             continue
         stale = "" if _current(r, cfg) else " (stale: measured before a config change; `make ablate` re-measures it)"
-        lines.append(f"| {r['name']}{stale} | {r['head']['ua_mean']:.1%} ± {r['head']['ua_std']:.1%} | {r['probe']['ua_mean']:.1%} |")
+        cost = (f" ({np.mean([f['seconds'] for f in ad['per_fold']]) / 60:.1f} min per fold to adapt, peak RSS "
+                f"{ad['peak_rss_mb'] / 1024:.1f} GB)" if (ad := r.get("adaptation")) else "")
+        lines.append(f"| {r['name']}{stale}{cost} | {r['head']['ua_mean']:.1%} ± {r['head']['ua_std']:.1%} | {r['probe']['ua_mean']:.1%} |")
     return lines
 
 

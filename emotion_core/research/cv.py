@@ -5,6 +5,7 @@ from its training actors only; the test actors are scored once, at the end."""
 from __future__ import annotations
 
 import json
+import resource
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -26,6 +27,7 @@ from emotion_core.labels import EMOTIONS
 from emotion_core.research import metrics, probe, tracking
 from emotion_core.research.cache import EmbeddingCache, encoder_cache_dir
 from emotion_core.research.reporting import cv_markdown
+from emotion_core.research.top_layer_fit import AdaptResult, adapted_clips, fit_top_layers, source_state
 from emotion_core.research.training import corpus_arguments, fit
 
 
@@ -42,15 +44,35 @@ class FoldResult:
     served_logits: np.ndarray | None = None
     #: The fold's heads (one per ensemble member), to score the test clips again (other recording conditions).
     models: list = field(default_factory=list)
+    #: With `adapt.layers`: the fold's adapted top layers, their best epoch and fit seconds.
+    adaptation: AdaptResult | None = None
 
 
 def run_fold(cfg: ExperimentConfig, manifest: pd.DataFrame, clips: Sequence[ClipFeatures], fold: int,
              probe_features: np.ndarray | None = None, progress: bool = False,
              on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-             served_clips: Sequence[ClipFeatures] | None = None, stats_memo: dict | None = None) -> FoldResult:
+             served_clips: Sequence[ClipFeatures] | None = None, stats_memo: dict | None = None,
+             sources: Sequence | None = None) -> FoldResult:
+    """One fold: the head (and, with `probe_features`, the probe) trained on the fold's training actors, its
+    inner validation actors for early stopping and temperature, scored on its test actors. With
+    `adapt.layers`, `sources` (each clip's `top_layer_fit.source_state`) first train the encoder's top layers
+    on the same split, and every clip's top states are recomputed by them before the head trains."""
     # Row positions by clip id (split_actors returns re-sorted, re-indexed frames).
     pos = pd.Series(np.arange(len(manifest)), index=manifest["clip_id"].to_numpy())
     actors, y = manifest["actor"].to_numpy(), manifest["label"].to_numpy()
+    adaptation = None
+    if cfg.adapt.layers:
+        if sources is None:
+            raise ValueError("adapt.layers needs each clip's encoder-rate source state (cv.run passes them)")
+        if served_clips is not None:
+            raise ValueError("adapt.layers: the served runtime has no adapted encoder yet")
+        train, val, _ = split_actors(manifest, [fold], cfg.data.train_split, cfg.train.seed)
+        tr, va = (pos[df["clip_id"].to_numpy()].to_numpy() for df in (train, val))
+        adaptation = fit_top_layers(cfg.encoder.name, [sources[i] for i in tr], [clips[i] for i in tr], y[tr], cfg.adapt,
+                                    cfg.train, [sources[i] for i in va], [clips[i] for i in va],
+                                    y[va] if len(va) else None, corpus_arguments(manifest.iloc[tr])["label_masks"])
+        clips = adapted_clips(adaptation.top, clips, sources)
+        stats_memo = None  # the memo is keyed by clip objects: these are new each fold
     members = []  # train.ensemble > 1: heads with their own validation actors and seed, logits averaged
     for member in range(cfg.train.ensemble):
         train_cfg = cfg.train.model_copy(update={"seed": cfg.train.seed + member})
@@ -75,7 +97,7 @@ def run_fold(cfg: ExperimentConfig, manifest: pd.DataFrame, clips: Sequence[Clip
         clf = probe.fit_probe(probe_features[fit_idx], y[fit_idx])
         probe_logits = clf.decision_function(probe_features[te])
     return FoldResult(fold, te, logits, temperature, result.best_epoch, result.history, probe_logits, served_logits,
-                      [m["result"].model for m in members])
+                      [m["result"].model for m in members], adaptation)
 
 
 def mean_std(rows: list[dict], keys: Sequence[str]) -> dict[str, float]:
@@ -186,10 +208,12 @@ def run(cfg: ExperimentConfig, *, random_split_check: bool = True, adapted: Sequ
     manifest = load_manifest(cfg.data).reset_index(drop=True)
     # One pass over the cache: the probe baseline reads the encoder's own frame rate, the head the pooled
     # frames (pooled once here, not per fold; the encoder-rate corpus is never held whole).
-    probe_rows, clips = [], []
+    probe_rows, clips, sources = [], [], []
     cache = EmbeddingCache(load_encoder(cfg.encoder.name, runtime="torch"))
     for clip in cache.iter(manifest, progress=progress):
         probe_rows.append(clip_statistics(clip))
+        if cfg.adapt.layers:  # what the adapted top layers read, at the encoder's rate
+            sources.append(source_state(clip, cfg.adapt))
         clips.append(clip.pooled(cfg.model.frame_pool, cfg.model.mel_pool))  # the head's view, as `training.prepare` makes it
     probe_features = np.stack(probe_rows)
     clips = cache.attach_variants(manifest, clips, cfg.train, cfg.model.frame_pool, progress)
@@ -215,7 +239,7 @@ def run(cfg: ExperimentConfig, *, random_split_check: bool = True, adapted: Sequ
             with mlflow.start_run(run_name=f"fold-{fold}", nested=True):
                 r = run_fold(cfg, manifest, clips, fold, probe_features=probe_features, progress=False,
                              on_epoch=lambda e, row: mlflow.log_metrics(row, step=e), served_clips=served,
-                             stats_memo=stats_memo)
+                             stats_memo=stats_memo, sources=sources or None)
                 fold_cnn = metrics.summary(y[r.test_index], r.logits.argmax(-1))
                 fold_probe = metrics.summary(y[r.test_index], r.probe_logits.argmax(-1))
                 mlflow.log_params({"fold": fold, "test_actors": ",".join(map(str, EMOBOX_FOLDS[fold]))})
@@ -247,6 +271,13 @@ def run(cfg: ExperimentConfig, *, random_split_check: bool = True, adapted: Sequ
         report = {"config": cfg.name, "fingerprint": fingerprint(cfg), "run_id": parent.info.run_id, "encoder": cfg.encoder.name,
                   "n_clips": int(manifest["fold"].notna().sum()), "extra_train": list(cfg.data.extra_train),
                   "n_extra_train_clips": int(manifest["fold"].isna().sum()), "folds": folds, "head": head, "probe": baseline, "calibration": calib}
+        if cfg.adapt.layers:
+            report["adaptation"] = {
+                **cfg.adapt.model_dump(), "trainable_parameters": results[0].adaptation.top.trainable_parameters(),
+                "per_fold": [{"fold": r.fold, "best_epoch": r.adaptation.best_epoch, "seconds": r.adaptation.seconds}
+                             for r in results],
+                # this process' high-water mark: the cached corpus, the encoder-rate sources and the fits together
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         if served_head is not None:
             report["head_served_runtime"] = {"runtime": served_runtime, **served_head}
             mlflow.log_metric("served_runtime_ua_mean", served_head["ua_mean"])

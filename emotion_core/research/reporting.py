@@ -108,6 +108,13 @@ def cv_markdown(r: dict) -> str:
     sv = r.get("head_served_runtime")
     served = (f"\n| the same fold models on the served encoder's features ({sv['runtime']}; trained on fp32) | "
               f"{_pm(sv['ua_mean'], sv['ua_std'])} | {_pm(sv['wa_mean'], sv['wa_std'])} | {sv['macro_f1_mean']:.3f} |" if sv else "")
+    ad = r.get("adaptation")
+    adaptation = (f" The encoder's top {ad['layers']} layer(s) are adapted first on each fold's training actors ({ad['mode']}"
+                  + (f", rank {ad['rank']} on {', '.join(ad['targets'])}" if ad["mode"] == "lora" else "")
+                  + f"; {ad['trainable_parameters']:,} trainable parameters; best epoch per fold "
+                  f"{' / '.join(str(f['best_epoch']) for f in ad['per_fold'])}; "
+                  f"{np.mean([f['seconds'] for f in ad['per_fold']]) / 60:.1f} min per fold; peak RSS {ad['peak_rss_mb'] / 1024:.1f} GB)."
+                  if ad else "")
     rs = r.get("random_split")
     random_row = (f"| random stratified 80/20 clip split (**speaker-dependent**), {len(rs['per_seed'])} seeds; each head "
                   f"trains on its whole 80 % ({rs['epochs']} epochs, no early stopping) | "
@@ -116,7 +123,7 @@ def cv_markdown(r: dict) -> str:
     return f"""# Cross-validation — config `{r['config']}`
 
 {r['n_clips']} RAVDESS clips, encoder `{r['encoder']}`, the 6 actor-held-out EmoBox folds (4 test actors
-each; early stopping and temperature come from validation actors inside each fold's training side).{extra}
+each; early stopping and temperature come from validation actors inside each fold's training side).{extra}{adaptation}
 MLflow parent run `{r['run_id']}` (experiment `crossval`, one nested run per fold). Took {r['seconds'] / 60:.1f} min.
 
 ## Headline (speaker-independent, no adaptation)

@@ -103,5 +103,10 @@ def base_params(base: ExperimentConfig, space: dict[str, ParamSpec]) -> dict[str
 
 
 def choices(space: dict[str, ParamSpec], key: str, default: Any) -> list[Any]:
+    """Every value a trial can give `key`: the categorical choices, the int range, else just `default`."""
     spec = space.get(key)
-    return list(spec.choices) if spec and spec.type == "categorical" else [default]
+    if spec and spec.type == "categorical":
+        return list(spec.choices)
+    if spec and spec.type == "int":
+        return list(range(int(spec.low), int(spec.high) + 1, spec.step))
+    return [default]

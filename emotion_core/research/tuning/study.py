@@ -29,6 +29,7 @@ from emotion_core.encoders import load_encoder
 from emotion_core.research import cv, tracking
 from emotion_core.research.cache import EmbeddingCache
 from emotion_core.research.metrics import summary
+from emotion_core.research.top_layer_fit import source_state
 from emotion_core.research.tuning.pruner import BASE_ATTR, TIEBREAK_ATTR, FoldHalvingPruner
 from emotion_core.research.tuning.report import write_report
 from emotion_core.research.tuning.space import TuneSpec, base_params, choices, load_tune_spec, sample
@@ -123,17 +124,22 @@ def tune(base: ExperimentConfig, tune_file: Path, n_trials: int | None = None, s
     return result
 
 
-def _load_pools(base: ExperimentConfig, factors: list[int]) -> tuple[Any, dict[int, list]]:
-    """The manifest and the cached corpus pooled to each frame rate in `factors` (one pass over the cache)."""
+def _load_pools(base: ExperimentConfig, factors: list[int], adapt_layers: list[int] = ()) -> tuple[Any, dict[int, list], dict[int, list]]:
+    """The manifest, the cached corpus pooled to each frame rate in `factors`, and for each adapted-layer count
+    in `adapt_layers` (0 = none) the encoder-rate state those layers read (`top_layer_fit.source_state`); one
+    pass over the cache."""
     manifest = load_manifest(base.data).reset_index(drop=True)
     pools: dict[int, list] = {p: [] for p in factors}
+    sources: dict[int, list] = {n: [] for n in adapt_layers if n}
     cache = EmbeddingCache(load_encoder(base.encoder.name, runtime="torch"))
     for clip in cache.iter(manifest):
         # The log-mel is pooled here too (mel_pool is not searched): every fit then gets these very clip objects
         # back from `training.prepare`, and the stats memo is keyed by them.
         for p in factors:
             pools[p].append(clip.pooled(p, base.model.mel_pool))
-    return manifest, {p: cache.attach_variants(manifest, clips, base.train, p) for p, clips in pools.items()}
+        for n, rows in sources.items():
+            rows.append(source_state(clip, base.adapt.model_copy(update={"layers": n})))
+    return manifest, {p: cache.attach_variants(manifest, clips, base.train, p) for p, clips in pools.items()}, sources
 
 
 def confirm(base: ExperimentConfig, best_overrides: dict[str, Any], folds: list[int], seeds: list[int],
@@ -169,15 +175,15 @@ def _cv_ua(base: ExperimentConfig, cfg: ExperimentConfig, folds: list[int], thre
     """Mean CV UA of `cfg` over `folds` (base: where the corpus comes from)."""
     if threads:
         torch.set_num_threads(threads)
-    rate = cfg.model.frame_pool
-    if rate not in _LOADED:
-        manifest, pools = _load_pools(base, [rate])
-        _LOADED[rate] = (manifest, pools[rate])
-    manifest, clips = _LOADED[rate]
+    key = (cfg.model.frame_pool, cfg.adapt.layers)
+    if key not in _LOADED:
+        manifest, pools, sources = _load_pools(base, [key[0]], [key[1]])
+        _LOADED[key] = (manifest, pools[key[0]], sources.get(key[1]))
+    manifest, clips, sources = _LOADED[key]
     memo = _LOADED.setdefault("stats_memo", {})  # base and best share the stats fit where seed, C and rate agree
     y = manifest["label"].to_numpy()
     return float(np.mean([summary(y[r.test_index], r.logits.argmax(-1))["ua"]
-                          for r in (cv.run_fold(cfg, manifest, clips, f, stats_memo=memo) for f in folds)]))
+                          for r in (cv.run_fold(cfg, manifest, clips, f, stats_memo=memo, sources=sources) for f in folds)]))
 
 
 def _run_trials(base: ExperimentConfig, spec: TuneSpec, folds: list[int], storage: str, parent_run_id: str,
@@ -189,7 +195,8 @@ def _run_trials(base: ExperimentConfig, spec: TuneSpec, folds: list[int], storag
         torch.set_num_threads(threads)
     space = spec.space
     study = _study(base, spec, storage, worker)
-    manifest, pools = _load_pools(base, choices(space, "model.frame_pool", base.model.frame_pool))
+    manifest, pools, sources = _load_pools(base, choices(space, "model.frame_pool", base.model.frame_pool),
+                                           choices(space, "adapt.layers", base.adapt.layers))
     y = manifest["label"].to_numpy()
     tracking.setup("tune")
     fold_fits = 0
@@ -211,7 +218,7 @@ def _run_trials(base: ExperimentConfig, spec: TuneSpec, folds: list[int], storag
             trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")  # who runs it (any host)
             uas, losses = [], []
             for fold in folds:
-                r = cv.run_fold(cfg, manifest, clips, fold, stats_memo=stats_memo)
+                r = cv.run_fold(cfg, manifest, clips, fold, stats_memo=stats_memo, sources=sources.get(cfg.adapt.layers))
                 fold_fits += 1
                 uas.append(summary(y[r.test_index], r.logits.argmax(-1))["ua"])
                 # log-loss of the served (calibrated) probabilities
