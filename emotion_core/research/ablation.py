@@ -9,12 +9,12 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from emotion_core.config import ExperimentConfig, fingerprint, load_config, reports_dir
 from emotion_core.research import cv
+from emotion_core.research.reporting import adaptation_cost
 
 
 class AblationRow(BaseModel):
@@ -88,8 +88,7 @@ def table(spec: AblationsSpec) -> list[str]:
             lines.append(f"| {row.name} | not measured yet (`make ablate`) | |")
             continue
         stale = "" if _current(r, cfg) else " (stale: measured before a config change; `make ablate` re-measures it)"
-        cost = (f" ({np.mean([f['seconds'] for f in ad['per_fold']]) / 60:.1f} min per fold to adapt, peak RSS "
-                f"{ad['peak_rss_mb'] / 1024:.1f} GB)" if (ad := r.get("adaptation")) else "")
+        cost = f" ({adaptation_cost(ad)})" if (ad := r.get("adaptation")) else ""
         lines.append(f"| {r['name']}{stale}{cost} | {r['head']['ua_mean']:.1%} ± {r['head']['ua_std']:.1%} | {r['probe']['ua_mean']:.1%} |")
     return lines
 

@@ -79,6 +79,12 @@ def _pm(mean: float, std: float) -> str:
     return f"{mean:.1%} ± {std:.1%}"
 
 
+def adaptation_cost(ad: dict) -> str:
+    """What adapting the encoder cost in a CV report's `adaptation` entry: minutes per fold and peak RSS."""
+    return (f"{np.mean([f['seconds'] for f in ad['per_fold']]) / 60:.1f} min per fold to adapt, "
+            f"peak RSS {ad['peak_rss_mb'] / 1024:.1f} GB")
+
+
 def cv_markdown(r: dict) -> str:
 
     head, probe, cal = r["head"], r["probe"], r["calibration"]
@@ -112,8 +118,7 @@ def cv_markdown(r: dict) -> str:
     adaptation = (f" The encoder's top {ad['layers']} layer(s) are adapted first on each fold's training actors ({ad['mode']}"
                   + (f", rank {ad['rank']} on {', '.join(ad['targets'])}" if ad["mode"] == "lora" else "")
                   + f"; {ad['trainable_parameters']:,} trainable parameters; best epoch per fold "
-                  f"{' / '.join(str(f['best_epoch']) for f in ad['per_fold'])}; "
-                  f"{np.mean([f['seconds'] for f in ad['per_fold']]) / 60:.1f} min per fold; peak RSS {ad['peak_rss_mb'] / 1024:.1f} GB)."
+                  f"{' / '.join(str(f['best_epoch']) for f in ad['per_fold'])}; {adaptation_cost(ad)})."
                   if ad else "")
     rs = r.get("random_split")
     random_row = (f"| random stratified 80/20 clip split (**speaker-dependent**), {len(rs['per_seed'])} seeds; each head "

@@ -20,6 +20,7 @@ from emotion_core.config import AdaptConfig, TrainConfig
 from emotion_core.encoders import load_encoder
 from emotion_core.encoders.top_layers import TopLayers
 from emotion_core.head.clip_features import ClipFeatures, pool_frames
+from emotion_core.head.model import layer_statistics
 from emotion_core.labels import NUM_EMOTIONS
 from emotion_core.research import metrics
 from emotion_core.research.training import masked_cross_entropy, set_seed
@@ -44,16 +45,9 @@ def source_state(clip: ClipFeatures, adapt: AdaptConfig) -> torch.Tensor:
     return clip.hidden[layers - adapt.layers].clone()
 
 
-def _stats(states: torch.Tensor) -> torch.Tensor:
-    """[L', T, D] → [L' * 2D]: per-layer mean ‖ std over frames (the stats branch's and the probe's view)."""
-    mean = states.mean(1)
-    std = ((states - mean[:, None]).square().mean(1) + 1e-5).sqrt()
-    return torch.cat([mean, std], dim=-1).flatten()
-
-
 def _frozen_stats(clip: ClipFeatures, first: int) -> torch.Tensor:
     """The lower, frozen states' statistics (layers 1..first) the probe head reads beside the adapted ones."""
-    return _stats(clip.hidden[1 : first + 1].float())
+    return layer_statistics(clip.hidden[1 : first + 1].float())
 
 
 def fit_top_layers(encoder_name: str, sources: Sequence[torch.Tensor], clips: Sequence[ClipFeatures],
@@ -75,7 +69,7 @@ def fit_top_layers(encoder_name: str, sources: Sequence[torch.Tensor], clips: Se
     val_frozen = torch.stack([_frozen_stats(c, first) for c in val_clips]) if len(val_clips) else None
 
     def features(source: torch.Tensor, lower: torch.Tensor) -> torch.Tensor:
-        return torch.cat([lower, _stats(top(source))])
+        return torch.cat([lower, layer_statistics(top(source))])
 
     with torch.no_grad():  # standardise the probe head's input by the unadapted features of the training clips
         init = torch.stack([features(s, f) for s, f in zip(sources, frozen)])
