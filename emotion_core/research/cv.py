@@ -4,6 +4,7 @@ from its training actors only; the test actors are scored once, at the end."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import time
@@ -27,7 +28,7 @@ from emotion_core.labels import EMOTIONS
 from emotion_core.research import metrics, probe, tracking
 from emotion_core.research.cache import EmbeddingCache, encoder_cache_dir
 from emotion_core.research.reporting import cv_markdown
-from emotion_core.research.top_layer_fit import AdaptResult, adapted_clips, fit_top_layers, source_state
+from emotion_core.research.top_layer_fit import AdaptResult, adapted_in_place, fit_top_layers, source_state
 from emotion_core.research.training import corpus_arguments, fit
 
 
@@ -60,7 +61,7 @@ def run_fold(cfg: ExperimentConfig, manifest: pd.DataFrame, clips: Sequence[Clip
     # Row positions by clip id (split_actors returns re-sorted, re-indexed frames).
     pos = pd.Series(np.arange(len(manifest)), index=manifest["clip_id"].to_numpy())
     actors, y = manifest["actor"].to_numpy(), manifest["label"].to_numpy()
-    adaptation = None
+    adaptation, adapted = None, contextlib.nullcontext()
     if cfg.adapt.layers:
         if sources is None:
             raise ValueError("adapt.layers needs each clip's encoder-rate source state (cv.run passes them)")
@@ -71,22 +72,23 @@ def run_fold(cfg: ExperimentConfig, manifest: pd.DataFrame, clips: Sequence[Clip
         adaptation = fit_top_layers(cfg.encoder.name, [sources[i] for i in tr], [clips[i] for i in tr], y[tr], cfg.adapt,
                                     cfg.train, [sources[i] for i in va], [clips[i] for i in va],
                                     y[va] if len(va) else None, corpus_arguments(manifest.iloc[tr])["label_masks"])
-        clips = adapted_clips(adaptation.top, clips, sources)
-        stats_memo = None  # the memo is keyed by clip objects: these are new each fold
-    members = []  # train.ensemble > 1: heads with their own validation actors and seed, logits averaged
-    for member in range(cfg.train.ensemble):
-        train_cfg = cfg.train.model_copy(update={"seed": cfg.train.seed + member})
-        train, val, test = split_actors(manifest, [fold], cfg.data.train_split, train_cfg.seed)
-        tr, va, te = (pos[df["clip_id"].to_numpy()].to_numpy() for df in (train, val, test))
-        assert not set(actors[te]) & set(actors[np.concatenate([tr, va])]), "test actors leaked into training"
-        result = fit([clips[i] for i in tr], y[tr], cfg.model, train_cfg,
-                     val_clips=[clips[i] for i in va], val_labels=y[va] if len(va) else None,
-                     on_epoch=on_epoch if member == 0 else None, progress=progress, stats_memo=stats_memo,
-                     **corpus_arguments(manifest.iloc[tr]))
-        temperature = fit_temperature(predict_logits(result.model, [clips[i] for i in va]), y[va]) if len(va) else 1.0
-        served = predict_logits(result.model, [served_clips[i] for i in te]) if served_clips is not None else None
-        members.append({"logits": predict_logits(result.model, [clips[i] for i in te]), "temperature": temperature,
-                        "served": served, "result": result, "tr": tr, "va": va})
+        adapted = adapted_in_place(adaptation.top, clips, sources)
+        stats_memo = None  # the memo is keyed by clip objects, whose top states change inside the block
+    with adapted:
+        members = []  # train.ensemble > 1: heads with their own validation actors and seed, logits averaged
+        for member in range(cfg.train.ensemble):
+            train_cfg = cfg.train.model_copy(update={"seed": cfg.train.seed + member})
+            train, val, test = split_actors(manifest, [fold], cfg.data.train_split, train_cfg.seed)
+            tr, va, te = (pos[df["clip_id"].to_numpy()].to_numpy() for df in (train, val, test))
+            assert not set(actors[te]) & set(actors[np.concatenate([tr, va])]), "test actors leaked into training"
+            result = fit([clips[i] for i in tr], y[tr], cfg.model, train_cfg,
+                         val_clips=[clips[i] for i in va], val_labels=y[va] if len(va) else None,
+                         on_epoch=on_epoch if member == 0 else None, progress=progress, stats_memo=stats_memo,
+                         **corpus_arguments(manifest.iloc[tr]))
+            temperature = fit_temperature(predict_logits(result.model, [clips[i] for i in va]), y[va]) if len(va) else 1.0
+            served = predict_logits(result.model, [served_clips[i] for i in te]) if served_clips is not None else None
+            members.append({"logits": predict_logits(result.model, [clips[i] for i in te]), "temperature": temperature,
+                            "served": served, "result": result, "tr": tr, "va": va})
     logits = np.mean([m["logits"] for m in members], axis=0)
     temperature = float(np.exp(np.mean([np.log(m["temperature"]) for m in members])))  # geometric mean of the members'
     served_logits = np.mean([m["served"] for m in members], axis=0) if served_clips is not None else None

@@ -1,16 +1,17 @@
 """Stage one of encoder adaptation (config section `adapt`): train Whisper's top layers (`TopLayers`) from the
 training actors' cached lower state, through a light probe head (per-layer mean ‖ std → linear), with early
 stopping on the inner validation actors. Stage two is the hybrid head, trained unchanged (`training.fit`) on
-the states the adapted layers give (`adapted_clips`). Test actors are never seen by either stage.
+the states the adapted layers give (`adapted_in_place`). Test actors are never seen by either stage.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import time
-from dataclasses import dataclass, field, replace
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -119,15 +120,23 @@ def fit_top_layers(encoder_name: str, sources: Sequence[torch.Tensor], clips: Se
     return AdaptResult(top.eval(), best[1] if len(val_clips) else len(history), time.perf_counter() - started, history)
 
 
-@torch.no_grad()
-def adapted_clips(top: TopLayers, clips: Sequence[ClipFeatures], sources: Sequence[torch.Tensor]) -> list[ClipFeatures]:
-    """`clips` (pooled as the head reads them) with their top states replaced by the adapted layers' output on
-    `sources`, pooled the same way and kept float16 as cached. Training copies (variants) are not adapted."""
+@contextlib.contextmanager
+def adapted_in_place(top: TopLayers, clips: Sequence[ClipFeatures], sources: Sequence[torch.Tensor]) -> Iterator[None]:
+    """Within the block, `clips`' top states are the adapted layers' output on `sources`, pooled as each clip is
+    and kept float16 as cached, written into the clips' own tensors; the frozen states come back on exit.
+    Only the replaced states are held twice (not a second copy of the corpus), which bounds a fold's memory.
+    Per-clip memos keyed by the clip objects are stale inside the block. Training copies are not adapted."""
+    if any(clip.variants for clip in clips):
+        raise ValueError("adapt.layers does not combine with training copies (train.speed_perturb / augment) yet")
     top.eval()
-    out = []
-    for clip, source in zip(clips, sources):
-        states = pool_frames(top(source).to(clip.hidden.dtype), clip.frame_pool)
-        if clip.variants:
-            raise ValueError("adapt.layers does not combine with training copies (train.speed_perturb / augment) yet")
-        out.append(replace(clip, hidden=torch.cat([clip.hidden[: top.first_state + 1], states])))
-    return out
+    first = top.first_state + 1
+    frozen: list[torch.Tensor] = []
+    try:
+        with torch.no_grad():
+            for clip, source in zip(clips, sources):
+                frozen.append(clip.hidden[first:].clone())
+                clip.hidden[first:] = pool_frames(top(source), clip.frame_pool).to(clip.hidden.dtype)
+        yield
+    finally:
+        for clip, states in zip(clips, frozen):
+            clip.hidden[first:] = states

@@ -53,6 +53,31 @@ def test_lora_merges_into_plain_layers(whisper_encoder, whisper_states):
     torch.testing.assert_close(plain, adapted, rtol=0, atol=1e-3)  # ...and the merged layers give the same
 
 
+def test_adapted_states_are_written_in_place_and_the_frozen_ones_come_back(whisper_encoder, whisper_states):
+    from emotion_core.encoders.top_layers import TopLayers
+    from emotion_core.head.clip_features import ClipFeatures, pool_frames
+    from emotion_core.research.top_layer_fit import adapted_in_place
+
+    top = TopLayers(whisper_encoder.model, 2, "lora", rank=4)
+    for p in top.parameters():
+        if p.requires_grad:
+            torch.nn.init.normal_(p, std=0.05)
+    cached = whisper_states.half()
+    clip = ClipFeatures(hidden=pool_frames(cached, 2), mel=torch.zeros(80, 10), frame_pool=2)
+    frozen, storage = clip.hidden.clone(), clip.hidden.data_ptr()
+    with torch.no_grad():
+        expected = pool_frames(top(cached[4]), 2).half()
+    with adapted_in_place(top, [clip], [cached[4]]):
+        assert clip.hidden.data_ptr() == storage  # the clip's own tensor, no second copy
+        assert torch.equal(clip.hidden[:5], frozen[:5]) and torch.equal(clip.hidden[5:], expected)
+        assert (clip.hidden[5:].float() - frozen[5:].float()).abs().max() > 1e-2
+    assert torch.equal(clip.hidden, frozen)
+    with pytest.raises(ValueError, match="training copies"):
+        with adapted_in_place(top, [ClipFeatures(clip.hidden, clip.mel, 2, variants=(clip,))], [cached[4]]):
+            pass
+    assert torch.equal(clip.hidden, frozen)
+
+
 def test_refuses_what_it_cannot_adapt(whisper_encoder):
     from emotion_core.encoders.top_layers import TopLayers
 
