@@ -14,6 +14,7 @@ all epochs, last kept). The candidates are judged on both axes (`ADOPT_LOCO_GAIN
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -36,6 +37,7 @@ from emotion_core.research import cv, metrics, probe, tracking
 from emotion_core.research.ablation import AblationRow, slug
 from emotion_core.research.cache import EmbeddingCache
 from emotion_core.research.reporting import crosscorpus_markdown
+from emotion_core.research.top_layer_fit import AdaptResult, adapted_in_place, fit_top_layers, source_state
 from emotion_core.research.training import corpus_arguments, fit
 from emotion_core.vad import speech_segments
 
@@ -81,15 +83,32 @@ def score(manifest: pd.DataFrame, logits: np.ndarray) -> dict:
 
 
 def _fit_and_score(cfg: ExperimentConfig, train: pd.DataFrame, clips: dict[str, object], seed: int,
-                   tests: dict[str, pd.DataFrame], memo: dict) -> dict[str, dict]:
-    """One head on `train` (its RAVDESS actors split for validation), scored on each of `tests`."""
+                   tests: dict[str, pd.DataFrame], memo: dict,
+                   sources: dict[str, object] | None = None) -> tuple[dict[str, dict], AdaptResult | None]:
+    """One head on `train` (its RAVDESS actors split for validation), scored on each of `tests`. With
+    `adapt.layers`, the top encoder layers are first adapted on the same split from `sources` (each clip's
+    `top_layer_fit.source_state`), and the head trains and scores on the states they give."""
     train_cfg = cfg.train.model_copy(update={"seed": seed})
     fit_part, val, _ = split_actors(train, [], cfg.data.train_split, seed) if train["fold"].notna().any() else (
         train, train.iloc[:0], None)
-    result = fit([clips[c] for c in fit_part["clip_id"]], fit_part["label"].to_numpy(), cfg.model, train_cfg,
-                 val_clips=[clips[c] for c in val["clip_id"]], val_labels=val["label"].to_numpy() if len(val) else None,
-                 progress=False, stats_memo=memo, **corpus_arguments(fit_part))
-    return {name: score(df, predict_logits(result.model, [clips[c] for c in df["clip_id"]])) for name, df in tests.items()}
+    adaptation, adapted = None, contextlib.nullcontext()
+    if cfg.adapt.layers:
+        if sources is None:
+            raise ValueError("adapt.layers needs each clip's encoder-rate source state (crosscorpus.run passes them)")
+        fit_ids, val_ids = fit_part["clip_id"].tolist(), val["clip_id"].tolist()
+        adaptation = fit_top_layers(cfg.encoder.name, [sources[c] for c in fit_ids], [clips[c] for c in fit_ids],
+                                    fit_part["label"].to_numpy(), cfg.adapt, train_cfg, [sources[c] for c in val_ids],
+                                    [clips[c] for c in val_ids], val["label"].to_numpy() if len(val) else None,
+                                    corpus_arguments(fit_part)["label_masks"])
+        used = list(dict.fromkeys([*fit_ids, *val_ids, *(c for df in tests.values() for c in df["clip_id"])]))
+        adapted = adapted_in_place(adaptation.top, [clips[c] for c in used], [sources[c] for c in used])
+        memo = None  # keyed by clip objects, whose top states change inside the block
+    with adapted:
+        result = fit([clips[c] for c in fit_part["clip_id"]], fit_part["label"].to_numpy(), cfg.model, train_cfg,
+                     val_clips=[clips[c] for c in val["clip_id"]], val_labels=val["label"].to_numpy() if len(val) else None,
+                     progress=False, stats_memo=memo, **corpus_arguments(fit_part))
+        scores = {name: score(df, predict_logits(result.model, [clips[c] for c in df["clip_id"]])) for name, df in tests.items()}
+    return scores, adaptation
 
 
 def with_copies(cfg: ExperimentConfig, cache: EmbeddingCache, corpora: dict[str, pd.DataFrame],
@@ -105,9 +124,10 @@ def with_copies(cfg: ExperimentConfig, cache: EmbeddingCache, corpora: dict[str,
 
 
 def _recipe(cfg: ExperimentConfig, spec: CrossCorpusSpec, corpora: dict[str, pd.DataFrame], clips: dict[str, object],
-            memo: dict, log) -> dict:
+            memo: dict, log, sources: dict[str, object] | None = None) -> dict:
     own = training_corpora(cfg)
     loco: dict[str, dict] = {}
+    adapt_cost: list[dict] = []
     for seed in spec.seeds:
         # Held-out corpora that leave the same training set share one head (the baseline: RAVDESS → TESS, TurEV).
         plans: dict[tuple[str, ...], list[str]] = {}
@@ -116,7 +136,10 @@ def _recipe(cfg: ExperimentConfig, spec: CrossCorpusSpec, corpora: dict[str, pd.
                 plans.setdefault(rest, []).append(held)
         for rest, held in plans.items():
             train = pd.concat([corpora[c] for c in rest], ignore_index=True)
-            scores = _fit_and_score(cfg, train, clips, seed, {h: corpora[h] for h in held}, memo)
+            scores, adaptation = _fit_and_score(cfg, train, clips, seed, {h: corpora[h] for h in held}, memo, sources)
+            if adaptation is not None:
+                adapt_cost.append({"seed": seed, "trained_on": list(rest), "best_epoch": adaptation.best_epoch,
+                                   "seconds": adaptation.seconds})
             for h, s in scores.items():
                 loco.setdefault(h, {"trained_on": list(rest), "per_seed": []})["per_seed"].append({"seed": seed, **s})
                 log(f"  {cfg.name} seed {seed}: trained on {'+'.join(rest)} → {h} UA {s['ua']:.3f}")
@@ -129,10 +152,15 @@ def _recipe(cfg: ExperimentConfig, spec: CrossCorpusSpec, corpora: dict[str, pd.
     # The RAVDESS CV with the recipe's other corpora as training-only data (cv.run_fold never tests them).
     manifest = pd.concat([corpora[c] for c in own], ignore_index=True)
     ordered = [clips[c] for c in manifest["clip_id"]]
-    folds = [cv.run_fold(cfg, manifest, ordered, f, stats_memo=memo) for f in EMOBOX_FOLDS if (manifest["fold"] == f).any()]
+    fold_sources = [sources[c] for c in manifest["clip_id"]] if sources is not None else None
+    folds = [cv.run_fold(cfg, manifest, ordered, f, stats_memo=memo, sources=fold_sources)
+             for f in EMOBOX_FOLDS if (manifest["fold"] == f).any()]
     head = cv.summarise(manifest, folds)
     log(f"  {cfg.name}: RAVDESS CV UA {head['ua_mean']:.3f} ± {head['ua_std']:.3f}")
-    return {"trained_on": own, "loco": loco, "cv": {k: head[k] for k in ("ua_mean", "ua_std", "wa_mean", "per_fold")}}
+    adapt_cost += [{"cv_fold": f.fold, "best_epoch": f.adaptation.best_epoch, "seconds": f.adaptation.seconds}
+                   for f in folds if f.adaptation is not None]
+    return {"trained_on": own, "loco": loco, "cv": {k: head[k] for k in ("ua_mean", "ua_std", "wa_mean", "per_fold")},
+            **({"adaptation": adapt_cost} if adapt_cost else {})}
 
 
 def speaker_probe_of(df: pd.DataFrame, stats: dict[str, np.ndarray]) -> SpeakerProbe:
@@ -248,12 +276,19 @@ def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
     corpora = {name: cap_samples(CORPORA[name].read(), spec.max_clips) if name != "ravdess" else load_manifest(
         base.data.model_copy(update={"extra_train": []})) for name in everything}
     union = pd.concat(corpora.values(), ignore_index=True)
+    recipes = [("baseline: " + base.name + " (as served)", [], base)] + [
+        (c.name, c.set_, load_config(spec.base, [*c.set_, f"name={base.name}-crosscorpus-{i:02d}"]))
+        for i, c in enumerate(spec.candidates)]
     cache = EmbeddingCache(load_encoder(base.encoder.name, runtime="torch"))
     cache.build(union, progress=progress)
-    # One pass over the cache: the head's pooled view and the probe's statistics (encoder rate) of every clip.
+    # One pass over the cache: the head's pooled view and the probe's statistics (encoder rate) of every clip,
+    # and for recipes that adapt the top n encoder layers, the encoder-rate state those layers read.
     clips, stats = {}, {}
+    sources: dict[int, dict[str, object]] = {cfg.adapt.layers: {} for _, _, cfg in recipes if cfg.adapt.layers}
     for clip_id, clip in zip(union["clip_id"], cache.iter(union, progress=progress)):
         clips[clip_id], stats[clip_id] = clip.pooled(base.model.frame_pool), clip_statistics(clip)
+        for n, rows in sources.items():
+            rows[clip_id] = source_state(clip, base.adapt.model_copy(update={"layers": n}))
     silent = no_speech_rates({h: corpora[h] for h in spec.held_out})
     reference = within_corpus(corpora, stats, spec.held_out)
     calibrated, adapted = {}, {}
@@ -262,9 +297,6 @@ def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
         calibrated = per_user_calibration(corpora, stats, spec.held_out, shipped)
         adapted = adaptation_to_voices(corpora, stats, spec.held_out, spec.seeds, shipped)
     tracking.setup("crosscorpus")
-    recipes = [("baseline: " + base.name + " (as served)", [], base)] + [
-        (c.name, c.set_, load_config(spec.base, [*c.set_, f"name={base.name}-crosscorpus-{i:02d}"]))
-        for i, c in enumerate(spec.candidates)]
     memo: dict = {}
     rows = []
     stored = reports_dir(base) / "crosscorpus"
@@ -283,7 +315,8 @@ def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
             else:
                 log(f"{name}")
                 recipe_clips = with_copies(cfg, cache, corpora, clips)
-                row = {"name": name, "set": overrides, **key, **_recipe(cfg, spec, corpora, recipe_clips, memo, log)}
+                row = {"name": name, "set": overrides, **key,
+                       **_recipe(cfg, spec, corpora, recipe_clips, memo, log, sources.get(cfg.adapt.layers))}
                 path.write_text(json.dumps(row, indent=1))
             rows.append(row)
         comparable = [h for h in spec.held_out if h in rows[0]["loco"]]

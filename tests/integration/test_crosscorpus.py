@@ -125,3 +125,31 @@ def test_a_recipe_with_training_copies_trains_on_them(smoke_run) -> None:
     assert all(len(copied[c].variants) == 1 for c in corpora["ravdess"]["clip_id"])
     assert all(copied[c] is clips[c] and not clips[c].variants for c in corpora["tess"]["clip_id"])
     assert crosscorpus.with_copies(load_config("smoke"), cache, corpora, clips) is clips
+
+
+def test_an_adapted_recipe_adapts_the_encoder_before_it_meets_unheard_voices(smoke_run) -> None:
+    """With `adapt.layers`, a leave-one-corpus-out head trains on the states of top layers adapted on its own
+    training split and scores the held-out corpus on them too; every clip's frozen states come back after."""
+    import torch
+
+    from emotion_core.config import load_config
+    from emotion_core.data.corpora import CORPORA
+    from emotion_core.encoders import load_encoder
+    from emotion_core.research.cache import EmbeddingCache
+    from emotion_core.research.top_layer_fit import source_state
+
+    cfg = load_config("smoke", ["adapt.layers=1", "adapt.epochs=1"])
+    ravdess, tess = smoke_run["manifest"], CORPORA["tess"].read().head(20)
+    union = pd.concat([ravdess, tess], ignore_index=True)
+    cache = EmbeddingCache(load_encoder("whisper-base", runtime="torch"))
+    cache.build(union, progress=False)
+    clips, sources = {}, {}
+    for c, clip in zip(union["clip_id"], cache.iter(union)):
+        clips[c], sources[c] = clip.pooled(cfg.model.frame_pool), source_state(clip, cfg.adapt)
+    frozen = {c: clip.hidden.clone() for c, clip in clips.items()}
+    scores, adaptation = crosscorpus._fit_and_score(cfg, ravdess, clips, 0, {"tess": tess}, {}, sources)
+    assert adaptation is not None and adaptation.best_epoch == 1 and adaptation.seconds > 0
+    assert sum(map(sum, scores["tess"]["confusion"])) == len(tess) and 0.0 <= scores["tess"]["ua"] <= 1.0
+    assert all(torch.equal(clips[c].hidden, h) for c, h in frozen.items())
+    with pytest.raises(ValueError, match="source state"):
+        crosscorpus._fit_and_score(cfg, ravdess, clips, 0, {"tess": tess}, {})
