@@ -135,7 +135,8 @@ def adapted_in_place(top: TopLayers, clips: Sequence[ClipFeatures], sources: Seq
         with torch.no_grad():
             for clip, source in zip(clips, sources):
                 frozen.append(clip.hidden[first:].clone())
-                clip.hidden[first:] = pool_frames(top(source), clip.frame_pool).to(clip.hidden.dtype)
+                # cast, then pool: the order the cached states went through (`ClipFeatures.pooled` on float16)
+                clip.hidden[first:] = pool_frames(top(source).to(clip.hidden.dtype), clip.frame_pool)
         yield
     finally:
         for clip, states in zip(clips, frozen):

@@ -66,7 +66,7 @@ def test_adapted_states_are_written_in_place_and_the_frozen_ones_come_back(whisp
     clip = ClipFeatures(hidden=pool_frames(cached, 2), mel=torch.zeros(80, 10), frame_pool=2)
     frozen, storage = clip.hidden.clone(), clip.hidden.data_ptr()
     with torch.no_grad():
-        expected = pool_frames(top(cached[4]), 2).half()
+        expected = pool_frames(top(cached[4]).half(), 2)
     with adapted_in_place(top, [clip], [cached[4]]):
         assert clip.hidden.data_ptr() == storage  # the clip's own tensor, no second copy
         assert torch.equal(clip.hidden[:5], frozen[:5]) and torch.equal(clip.hidden[5:], expected)
