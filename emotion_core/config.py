@@ -112,6 +112,10 @@ class DataConfig(_Section):
 class EncoderConfig(_Section):
     #: `whisper-base` (shipped weights), a hub id such as `facebook/wav2vec2-base`, or a local HF model dir.
     name: str = "whisper-base"
+    #: What it hears (`front_end.FrontEnd`): each clip's active speech level set to this (None: as recorded),
+    level_dbfs: float | None = None
+    #: and a shorter clip centred in digital silence to this length (0: as long as it is).
+    min_seconds: float = Field(0.0, ge=0, le=30)
 
 
 class ModelConfig(_Section):
@@ -205,7 +209,8 @@ def stable_hash(value: Any, length: int = 12) -> str:
 
 #: Settings added after results were stored, with the value that behaves exactly as before they existed: at
 #: that value they are left out of the fingerprint, so the stored results stay valid.
-FINGERPRINT_NEUTRAL: dict[tuple[str, str], Any] = {("train", "corpus_sampling"): "natural", ("train", "augment"): []}
+FINGERPRINT_NEUTRAL: dict[tuple[str, str], Any] = {("train", "corpus_sampling"): "natural", ("train", "augment"): [],
+                                                    ("encoder", "level_dbfs"): None, ("encoder", "min_seconds"): 0.0}
 
 
 def fingerprint(cfg: ExperimentConfig) -> str:

@@ -10,6 +10,7 @@ import torch
 
 from emotion_core.encoders.base import SpeechEncoder
 from emotion_core.features import log_mel
+from emotion_core.front_end import FrontEnd
 
 
 def pool_frames(hidden: torch.Tensor, factor: int) -> torch.Tensor:
@@ -55,7 +56,9 @@ class ClipFeatures:
         return replace(self, **changes, variants=tuple(v.pooled(factor, mel_factor) for v in self.variants))
 
 
-def extract_features(encoder: SpeechEncoder, audio: np.ndarray) -> ClipFeatures:
-    """The one feature path shared by the cache (training) and the predictor (serving)."""
+def extract_features(encoder: SpeechEncoder, audio: np.ndarray, front_end: FrontEnd = FrontEnd()) -> ClipFeatures:
+    """The one feature path shared by the cache (training) and the predictor (serving): the front end, then
+    the log-mel and the encoder."""
+    audio = front_end(audio)
     mel = log_mel(audio)
     return ClipFeatures(hidden=encoder.encode(audio, log_mel=mel), mel=mel)

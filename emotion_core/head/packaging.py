@@ -40,6 +40,8 @@ class ModelMeta:
     temperature: float = 1.0
     emotions: list[str] = field(default_factory=lambda: list(EMOTIONS))
     metrics: dict[str, float] = field(default_factory=dict)
+    #: `front_end.FrontEnd` settings the head was trained behind (empty: none, as models before it).
+    front_end: dict[str, Any] = field(default_factory=dict)
     #: Set at load (never saved): whether the files matched their recorded sha256 (False: none recorded).
     verified: bool | None = field(default=None, compare=False)
 

@@ -21,15 +21,17 @@ import torch
 from tqdm.auto import tqdm
 
 from emotion_core.audio import load_audio, speed_perturb
-from emotion_core.config import TrainConfig, cache_dir
+from emotion_core.config import ExperimentConfig, TrainConfig, cache_dir
 from emotion_core.degrade import CONDITIONS, babble_pool, degrade
-from emotion_core.encoders import SpeechEncoder
+from emotion_core.encoders import SpeechEncoder, load_encoder
+from emotion_core.front_end import FrontEnd
 from emotion_core.head.clip_features import ClipFeatures, extract_features
 
 
-def encoder_cache_dir(encoder: SpeechEncoder) -> Path:
+def encoder_cache_dir(encoder: SpeechEncoder, front_end: FrontEnd = FrontEnd()) -> Path:
+    """One folder per encoder weights and front end (features behind another front end are other features)."""
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", encoder.name).strip("_")
-    return cache_dir() / "embeddings" / f"{slug}-{encoder.fingerprint[:12]}"
+    return cache_dir() / "embeddings" / "-".join(filter(None, [slug, encoder.fingerprint[:12], front_end.key]))
 
 
 def clip_seed(clip_id: str) -> int:
@@ -60,10 +62,15 @@ def manifest_shard(manifest: pd.DataFrame, shard: str | None) -> pd.DataFrame:
 
 
 class EmbeddingCache:
-    def __init__(self, encoder: SpeechEncoder, root: Path | None = None):
-        self.encoder = encoder
-        self.root = root or encoder_cache_dir(encoder)
+    def __init__(self, encoder: SpeechEncoder, root: Path | None = None, front_end: FrontEnd = FrontEnd()):
+        self.encoder, self.front_end = encoder, front_end
+        self.root = root or encoder_cache_dir(encoder, front_end)
         self.root.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def of(cls, cfg: ExperimentConfig) -> "EmbeddingCache":
+        """The cache a config trains on: the fp32 torch encoder's features behind the config's front end."""
+        return cls(load_encoder(cfg.encoder.name, runtime="torch"), front_end=FrontEnd.of(cfg.encoder))
 
     def path_for(self, clip_id: str, path: str, speed: float = 1.0, condition: str | None = None) -> Path:
         """The clip's file; a speed-perturbed copy (`speed` ≠ 1) or a degraded one (`condition`, a key of
@@ -75,8 +82,8 @@ class EmbeddingCache:
               babble: Sequence[np.ndarray] = ()) -> dict[str, int]:
         """Encode every manifest clip not cached yet (at `speed`: the waveform resampled first, see
         `audio.speed_perturb`; under `condition`: degraded first, seeded by the clip, `degrade.degrade` with
-        `babble` as the other voices). Returns counts {"cached", "encoded"}."""
-        if getattr(self.encoder, "runtime", "torch") != "torch" and self.root == encoder_cache_dir(self.encoder):
+        `babble` as the other voices), then through the front end. Returns counts {"cached", "encoded"}."""
+        if getattr(self.encoder, "runtime", "torch") != "torch" and self.root == encoder_cache_dir(self.encoder, self.front_end):
             # The cache is keyed by the weights' fingerprint and every head is trained on it: it must hold the
             # fp32 torch features only (an int8 runtime's would silently mix in). Scratch roots are fine.
             raise ValueError(f"the embedding cache {self.root} holds fp32 torch features; build it with "
@@ -88,7 +95,7 @@ class EmbeddingCache:
             audio = speed_perturb(load_audio(row.path), speed)
             if condition is not None:
                 audio = degrade(audio, condition, seed=clip_seed(row.clip_id), babble=babble)
-            feats = extract_features(self.encoder, audio)
+            feats = extract_features(self.encoder, audio, self.front_end)
             target = self.path_for(row.clip_id, row.path, speed, condition)
             tmp = target.with_suffix(f".{os.getpid()}.tmp.npz")
             np.savez(tmp, hidden=feats.hidden.numpy().astype(np.float16), mel=feats.mel.numpy().astype(np.float16))

@@ -29,7 +29,7 @@ from emotion_core.audio import load_audio
 from emotion_core.config import ExperimentConfig, fingerprint, load_config, reports_dir
 from emotion_core.data import EMOBOX_FOLDS, cap_samples, load_manifest, split_actors
 from emotion_core.data.corpora import CORPORA
-from emotion_core.encoders import load_encoder
+from emotion_core.front_end import FrontEnd
 from emotion_core.head.batching import predict_logits
 from emotion_core.head.speaker import ADAPT_MIN_CLIPS, RunningProfile, SpeakerProbe, SpeakerProfile, clip_statistics
 from emotion_core.labels import EMOTION_TO_INDEX, EMOTIONS
@@ -267,6 +267,21 @@ def no_speech_rates(corpora: dict[str, pd.DataFrame]) -> dict[str, float]:
     return {name: float(np.mean([not speech_segments(load_audio(p)) for p in df["path"]])) for name, df in corpora.items()}
 
 
+def _features(cache: EmbeddingCache, union: pd.DataFrame, base: ExperimentConfig, recipes: list[ExperimentConfig],
+              progress: bool) -> tuple[EmbeddingCache, dict, dict, dict]:
+    """One pass over `cache` (built where it lacks a clip): the head's pooled view and the probe's statistics
+    (encoder rate) of every clip, and for recipes that adapt the top n encoder layers, the encoder-rate state
+    those layers read."""
+    cache.build(union, progress=progress)
+    clips, stats = {}, {}
+    sources: dict[int, dict[str, object]] = {cfg.adapt.layers: {} for cfg in recipes if cfg.adapt.layers}
+    for clip_id, clip in zip(union["clip_id"], cache.iter(union, progress=progress)):
+        clips[clip_id], stats[clip_id] = clip.pooled(base.model.frame_pool), clip_statistics(clip)
+        for n, rows in sources.items():
+            rows[clip_id] = source_state(clip, base.adapt.model_copy(update={"layers": n}))
+    return cache, clips, stats, sources
+
+
 def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
     start = time.perf_counter()
     log = print if progress else (lambda *_: None)
@@ -279,16 +294,13 @@ def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
     recipes = [("baseline: " + base.name + " (as served)", [], base)] + [
         (c.name, c.set_, load_config(spec.base, [*c.set_, f"name={base.name}-crosscorpus-{i:02d}"]))
         for i, c in enumerate(spec.candidates)]
-    cache = EmbeddingCache(load_encoder(base.encoder.name, runtime="torch"))
-    cache.build(union, progress=progress)
-    # One pass over the cache: the head's pooled view and the probe's statistics (encoder rate) of every clip,
-    # and for recipes that adapt the top n encoder layers, the encoder-rate state those layers read.
-    clips, stats = {}, {}
-    sources: dict[int, dict[str, object]] = {cfg.adapt.layers: {} for _, _, cfg in recipes if cfg.adapt.layers}
-    for clip_id, clip in zip(union["clip_id"], cache.iter(union, progress=progress)):
-        clips[clip_id], stats[clip_id] = clip.pooled(base.model.frame_pool), clip_statistics(clip)
-        for n, rows in sources.items():
-            rows[clip_id] = source_state(clip, base.adapt.model_copy(update={"layers": n}))
+    # Recipes behind another front end (encoder.level_dbfs, encoder.min_seconds) read other cached features.
+    features = {}
+    for _, _, cfg in recipes:
+        if (front := FrontEnd.of(cfg.encoder)) not in features:
+            features[front] = _features(EmbeddingCache.of(cfg), union, base, [c for _, _, c in recipes
+                                                                              if FrontEnd.of(c.encoder) == front], progress)
+    cache, clips, stats, sources = features[FrontEnd.of(base.encoder)]
     silent = no_speech_rates({h: corpora[h] for h in spec.held_out})
     reference = within_corpus(corpora, stats, spec.held_out)
     calibrated, adapted = {}, {}
@@ -314,9 +326,10 @@ def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
                 log(f"{name}: measured before, reused ({path.name})")
             else:
                 log(f"{name}")
-                recipe_clips = with_copies(cfg, cache, corpora, clips)
+                own_cache, own_clips, _, own_sources = features[FrontEnd.of(cfg.encoder)]
+                recipe_clips = with_copies(cfg, own_cache, corpora, own_clips)
                 row = {"name": name, "set": overrides, **key,
-                       **_recipe(cfg, spec, corpora, recipe_clips, memo, log, sources.get(cfg.adapt.layers))}
+                       **_recipe(cfg, spec, corpora, recipe_clips, memo, log, own_sources.get(cfg.adapt.layers))}
                 path.write_text(json.dumps(row, indent=1))
             rows.append(row)
         comparable = [h for h in spec.held_out if h in rows[0]["loco"]]

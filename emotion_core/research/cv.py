@@ -19,6 +19,7 @@ from sklearn.model_selection import train_test_split
 from emotion_core.config import ExperimentConfig, fingerprint, reports_dir
 from emotion_core.data import EMOBOX_FOLDS, load_manifest, split_actors
 from emotion_core.encoders import load_encoder
+from emotion_core.front_end import FrontEnd
 from emotion_core.head import calibration
 from emotion_core.head.batching import predict_logits
 from emotion_core.head.calibration import fit_temperature
@@ -192,8 +193,9 @@ def served_runtime_clips(cfg: ExperimentConfig, manifest: pd.DataFrame,
     encoder = load_encoder(cfg.encoder.name)  # the serving default ($EMOTION_RUNTIME)
     if getattr(encoder, "runtime", "torch") == "torch":
         return None
-    fp32_root = encoder_cache_dir(encoder)
-    cache = EmbeddingCache(encoder, root=fp32_root.with_name(f"{fp32_root.name}-{encoder.runtime}"))
+    front_end = FrontEnd.of(cfg.encoder)
+    fp32_root = encoder_cache_dir(encoder, front_end)
+    cache = EmbeddingCache(encoder, root=fp32_root.with_name(f"{fp32_root.name}-{encoder.runtime}"), front_end=front_end)
     cache.build(manifest, progress=progress)
     return encoder.runtime, cache.load(manifest, frame_pool=cfg.model.frame_pool)
 
@@ -211,7 +213,7 @@ def run(cfg: ExperimentConfig, *, random_split_check: bool = True, adapted: Sequ
     # One pass over the cache: the probe baseline reads the encoder's own frame rate, the head the pooled
     # frames (pooled once here, not per fold; the encoder-rate corpus is never held whole).
     probe_rows, clips, sources = [], [], []
-    cache = EmbeddingCache(load_encoder(cfg.encoder.name, runtime="torch"))
+    cache = EmbeddingCache.of(cfg)
     for clip in cache.iter(manifest, progress=progress):
         probe_rows.append(clip_statistics(clip))
         if cfg.adapt.layers:  # what the adapted top layers read, at the encoder's rate

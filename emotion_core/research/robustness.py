@@ -15,7 +15,6 @@ import numpy as np
 from emotion_core.config import ExperimentConfig, fingerprint, reports_dir
 from emotion_core.data import EMOBOX_FOLDS, load_manifest
 from emotion_core.degrade import CONDITIONS, babble_pool
-from emotion_core.encoders import load_encoder
 from emotion_core.head.batching import predict_logits
 from emotion_core.research import cv, metrics, tracking
 from emotion_core.research.ablation import slug
@@ -32,10 +31,10 @@ def run(cfg: ExperimentConfig, conditions: list[str] | None = None, every: int =
     conditions = list(conditions or CONDITIONS)
     recipes = {"as served": cfg, **(candidates or {})}
     manifest = load_manifest(cfg.data).reset_index(drop=True)
-    cache = EmbeddingCache(load_encoder(cfg.encoder.name, runtime="torch"))
+    cache = EmbeddingCache.of(cfg)
     pool = cfg.model.frame_pool
-    if any(r.model.frame_pool != pool or r.data != cfg.data for r in recipes.values()):
-        raise ValueError("robustness candidates must share the base config's data and frame_pool")
+    if any(r.model.frame_pool != pool or r.data != cfg.data or r.encoder != cfg.encoder for r in recipes.values()):
+        raise ValueError("robustness candidates must share the base config's data, encoder and frame_pool")
     clean = cache.load(manifest, progress=progress, frame_pool=pool)
     scored = manifest[manifest["fold"].notna()].iloc[::every]
     ids = set(scored["clip_id"])

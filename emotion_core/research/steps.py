@@ -17,6 +17,7 @@ from emotion_core.config import ExperimentConfig, reports_dir
 from emotion_core.data import load_manifest, split_actors, summarize
 from emotion_core.data import prepare as write_manifest
 from emotion_core.encoders import load_encoder
+from emotion_core.front_end import FrontEnd
 from emotion_core.head.batching import predict_logits
 from emotion_core.head.calibration import fit_temperature
 from emotion_core.head.model import count_trainable_parameters
@@ -54,8 +55,8 @@ def embed(cfg: ExperimentConfig, progress: bool = True, shard: str | None = None
     that share of the clips (`cache.manifest_shard`), so n hosts writing one cache dir split the work."""
     tracking.setup("embed")
     manifest = manifest_shard(load_manifest(cfg.data), shard)
-    encoder = load_encoder(cfg.encoder.name, runtime="torch")  # the cache holds fp32 torch features, always
-    cache = EmbeddingCache(encoder)
+    cache = EmbeddingCache.of(cfg)  # the cache holds fp32 torch features, always
+    encoder = cache.encoder
     with mlflow.start_run(run_name=f"embed-{cfg.name}"):
         mlflow.log_params({"config": cfg.name, "encoder": encoder.name, "clips": len(manifest), "shard": shard or "all"})
         start = time.perf_counter()
@@ -87,8 +88,8 @@ def train(cfg: ExperimentConfig, progress: bool = True) -> dict[str, Any]:
         raise ValueError("train.ensemble is a cross-validation measurement; the served model is one head (set it to 1)")
     tracking.setup(TRAIN_EXPERIMENT)
     splits = make_splits(cfg)
-    encoder = load_encoder(cfg.encoder.name, runtime="torch")
-    cache = EmbeddingCache(encoder)
+    cache = EmbeddingCache.of(cfg)
+    encoder = cache.encoder
     pool = cfg.model.frame_pool  # pooled as read: the encoder-rate corpus is never held whole
     train_clips = cache.attach_variants(splits.train, cache.load(splits.train, progress=progress, frame_pool=pool),
                                         cfg.train, pool, progress)
@@ -115,7 +116,7 @@ def train(cfg: ExperimentConfig, progress: bool = True) -> dict[str, Any]:
             mlflow.log_metrics(cv_metrics)
         meta = ModelMeta(encoder=encoder.name, encoder_fingerprint=encoder.fingerprint,
                          num_layers=encoder.num_layers, hidden_size=encoder.hidden_size, head=cfg.model.model_dump(),
-                         temperature=temperature, metrics=cv_metrics)
+                         temperature=temperature, metrics=cv_metrics, front_end=cache.front_end.to_dict())
         if result.model.frames is not None and (weights := result.model.frames.layer_weights()) is not None:
             mlflow.log_dict({f"layer_{i}": float(w) for i, w in enumerate(weights.detach())}, "layer_weights.json")
         speaker_probe = fit_speaker_probe_for(cfg, cache, splits)
@@ -182,7 +183,7 @@ def evaluate(cfg: ExperimentConfig, run_id: str | None = None) -> dict[str, Any]
         raise ValueError(f"config {cfg.name!r} has no test actors (data.test_folds={cfg.data.test_folds})")
     model_uri = mlflow.get_run(run_id).data.tags[tracking.MODEL_URI_TAG]
     model, meta = load_model_dir(Path(mlflow.artifacts.download_artifacts(model_uri)))
-    cache = EmbeddingCache(load_encoder(meta.encoder, runtime="torch"))
+    cache = EmbeddingCache(load_encoder(meta.encoder, runtime="torch"), front_end=FrontEnd(**meta.front_end))
     y_true = splits.test["label"].to_numpy()
     y_pred = predict_logits(model, cache.load(splits.test)).argmax(-1)
 

@@ -17,6 +17,7 @@ from emotion_core.audio import AudioError, load_audio
 from emotion_core.config import model_uri as default_model_uri
 from emotion_core.encoders import load_encoder
 from emotion_core.features import SAMPLE_RATE
+from emotion_core.front_end import FrontEnd
 from emotion_core.head.batching import collate, prepare
 from emotion_core.head.clip_features import ClipFeatures, extract_features
 from emotion_core.head.packaging import find_model_dir, load_model_dir
@@ -70,6 +71,7 @@ class Predictor:
         self.model, self.meta, self.source, self.version = model.eval(), meta, source, version
         self.speaker_probe = speaker_probe  # optional per-user calibration (emotion_core/head/speaker.py)
         self.encoder = load_encoder(meta.encoder, num_layers=meta.num_layers)  # $EMOTION_RUNTIME: onnx (default) | torch
+        self.front_end = FrontEnd(**meta.front_end)  # what the head was trained behind
         if self.encoder.fingerprint != meta.encoder_fingerprint:
             raise ValueError(
                 f"model {source} was trained on encoder weights {meta.encoder_fingerprint[:12]}, "
@@ -100,7 +102,7 @@ class Predictor:
         return cls.from_dir(local, source=uri, version=version)
 
     def features(self, audio: np.ndarray) -> ClipFeatures:
-        return extract_features(self.encoder, audio)
+        return extract_features(self.encoder, audio, self.front_end)
 
     def _window_features(self, audio: np.ndarray) -> ClipFeatures:
         feats = self.features(audio)

@@ -25,7 +25,6 @@ import yaml
 
 from emotion_core.config import EXPERIMENTS_DIR, ExperimentConfig, _deep_merge, fingerprint, stable_hash
 from emotion_core.data import EMOBOX_FOLDS, load_manifest
-from emotion_core.encoders import load_encoder
 from emotion_core.research import cv, tracking
 from emotion_core.research.cache import EmbeddingCache
 from emotion_core.research.metrics import summary
@@ -131,7 +130,7 @@ def _load_pools(base: ExperimentConfig, factors: list[int], adapt_layers: list[i
     manifest = load_manifest(base.data).reset_index(drop=True)
     pools: dict[int, list] = {p: [] for p in factors}
     sources: dict[int, list] = {n: [] for n in adapt_layers if n}
-    cache = EmbeddingCache(load_encoder(base.encoder.name, runtime="torch"))
+    cache = EmbeddingCache.of(base)
     for clip in cache.iter(manifest):
         # The log-mel is pooled here too (mel_pool is not searched): every fit then gets these very clip objects
         # back from `training.prepare`, and the stats memo is keyed by them.
