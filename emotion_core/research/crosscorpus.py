@@ -294,13 +294,26 @@ def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
     recipes = [("baseline: " + base.name + " (as served)", [], base)] + [
         (c.name, c.set_, load_config(spec.base, [*c.set_, f"name={base.name}-crosscorpus-{i:02d}"]))
         for i, c in enumerate(spec.candidates)]
-    # Recipes behind another front end (encoder.level_dbfs, encoder.min_seconds) read other cached features.
-    features = {}
-    for _, _, cfg in recipes:
+    # Recipes behind another front end (encoder.level_dbfs, encoder.min_seconds) read other cached features:
+    # one front end's corpus is held at a time (each is several GB), and only for recipes not measured before.
+    features: dict[FrontEnd, tuple] = {}
+    memo: dict = {}  # per-clip statistics the heads share, keyed by the clip objects of the front end held
+
+    def features_of(cfg: ExperimentConfig) -> tuple:
         if (front := FrontEnd.of(cfg.encoder)) not in features:
+            features.clear()
+            memo.clear()
             features[front] = _features(EmbeddingCache.of(cfg), union, base, [c for _, _, c in recipes
                                                                               if FrontEnd.of(c.encoder) == front], progress)
-    cache, clips, stats, sources = features[FrontEnd.of(base.encoder)]
+        return features[front]
+
+    def measure(cfg: ExperimentConfig) -> dict:
+        # in a function of its own: the clips it trained on are let go before another front end's are read
+        own_cache, own_clips, _, own_sources = features_of(cfg)
+        return _recipe(cfg, spec, corpora, with_copies(cfg, own_cache, corpora, own_clips), memo, log,
+                       own_sources.get(cfg.adapt.layers))
+
+    _, _, stats, _ = features_of(base)
     silent = no_speech_rates({h: corpora[h] for h in spec.held_out})
     reference = within_corpus(corpora, stats, spec.held_out)
     calibrated, adapted = {}, {}
@@ -309,7 +322,6 @@ def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
         calibrated = per_user_calibration(corpora, stats, spec.held_out, shipped)
         adapted = adaptation_to_voices(corpora, stats, spec.held_out, spec.seeds, shipped)
     tracking.setup("crosscorpus")
-    memo: dict = {}
     rows = []
     stored = reports_dir(base) / "crosscorpus"
     stored.mkdir(parents=True, exist_ok=True)
@@ -326,10 +338,7 @@ def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
                 log(f"{name}: measured before, reused ({path.name})")
             else:
                 log(f"{name}")
-                own_cache, own_clips, _, own_sources = features[FrontEnd.of(cfg.encoder)]
-                recipe_clips = with_copies(cfg, own_cache, corpora, own_clips)
-                row = {"name": name, "set": overrides, **key,
-                       **_recipe(cfg, spec, corpora, recipe_clips, memo, log, own_sources.get(cfg.adapt.layers))}
+                row = {"name": name, "set": overrides, **key, **measure(cfg)}
                 path.write_text(json.dumps(row, indent=1))
             rows.append(row)
         comparable = [h for h in spec.held_out if h in rows[0]["loco"]]

@@ -153,3 +153,30 @@ def test_an_adapted_recipe_adapts_the_encoder_before_it_meets_unheard_voices(smo
     assert all(torch.equal(clips[c].hidden, h) for c, h in frozen.items())
     with pytest.raises(ValueError, match="source state"):
         crosscorpus._fit_and_score(cfg, ravdess, clips, 0, {"tess": tess}, {})
+
+
+def test_a_recipe_behind_another_front_end_reads_its_own_features(predictor) -> None:
+    """`encoder.level_dbfs` / `encoder.min_seconds`: the cache keeps those features apart from the plain ones,
+    builds them from the clips as the front end gives them (a TESS word centred in 4 s of silence), and a model
+    whose meta records the front end is served through it."""
+    from dataclasses import replace
+
+    from emotion_core.audio import load_audio
+    from emotion_core.config import load_config
+    from emotion_core.data.corpora import CORPORA
+    from emotion_core.front_end import FrontEnd, speech_level_dbfs
+    from emotion_core.research.cache import EmbeddingCache
+    from emotion_core.serving.predictor import Predictor
+
+    cfg = load_config("smoke", ["encoder.level_dbfs=-26", "encoder.min_seconds=4"])
+    cache, plain = EmbeddingCache.of(cfg), EmbeddingCache.of(load_config("smoke"))
+    assert cache.root != plain.root and cache.root.name.endswith("-level-26-min4s")
+    words = CORPORA["tess"].read().head(2)
+    cache.build(words, progress=False)
+    for row, clip in zip(words.itertuples(), cache.iter(words)):
+        assert load_audio(row.path).size < 4 * 16000 and clip.hidden.shape[1] == 4 * 50  # 4 s at 50 Hz
+    heard = FrontEnd.of(cfg.encoder)(load_audio(words["path"].iloc[0]))
+    assert abs(speech_level_dbfs(heard) + 26) < 0.5
+    served = Predictor(predictor.model, replace(predictor.meta, front_end=FrontEnd.of(cfg.encoder).to_dict()))
+    assert served.front_end == FrontEnd.of(cfg.encoder) and predictor.front_end.is_identity
+    assert served.features(load_audio(words["path"].iloc[0])).hidden.shape[1] == 4 * 50
