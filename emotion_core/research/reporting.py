@@ -316,7 +316,7 @@ def crosscorpus_markdown(report: dict) -> str:
               f"≤ {rule['max_cv_loss'] * 100:.0f} pt, in the same run:", "",
               *(f"* {r['name']}: mean {r['loco_gain'] * 100:+.1f} pt (seed spread ± {r['loco_mean_seed_std'] * 100:.1f} pt, "
                 f"baseline's ± {report['recipes'][0]['loco_mean_seed_std'] * 100:.1f} pt), RAVDESS CV {r['cv_change'] * 100:+.1f} pt "
-                f"→ **{'adopted' if r['adopt'] else 'not adopted'}**." + _adapting(r) for r in report["recipes"][1:]), "",
+                f"→ **{'passes: adopt it as the served recipe' if r['adopt'] else 'not adopted'}**." + _adapting(r) for r in report["recipes"][1:]), "",
               "## Per-user calibration on voices it never heard", "",
               "The shipped speaker-normalised probe (`Predictor.enroll`, fit on every RAVDESS actor), each held-out clip "
               "scored with a profile from 10 other unlabeled clips of its own speaker:", ""]
