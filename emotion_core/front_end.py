@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from emotion_core.audio import crop_or_pad
 from emotion_core.config import EncoderConfig
 from emotion_core.features import SAMPLE_RATE
 from emotion_core.vad import speech_segments
@@ -46,13 +47,9 @@ class FrontEnd:
             peak = float(np.abs(audio).max())
             gain = min(10 ** ((self.level_dbfs - level) / 20), PEAK_CEILING / peak if peak > 0 else 1.0)
             audio = audio * np.float32(gain)
-        if (short := round(self.min_seconds * SAMPLE_RATE) - len(audio)) > 0:
-            audio = np.pad(audio, (short // 2, short - short // 2))
+        if len(audio) < (length := round(self.min_seconds * SAMPLE_RATE)):
+            audio = crop_or_pad(audio, length)  # zero-padded symmetrically, the clip centred
         return audio
-
-    @property
-    def is_identity(self) -> bool:
-        return self == FrontEnd()
 
     @property
     def key(self) -> str:
