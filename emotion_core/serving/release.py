@@ -72,11 +72,15 @@ def compare(reference, candidate, paths: Sequence[str | Path], progress: bool = 
         got.append(pair[1])
     ref_p, got_p = np.stack(ref), np.stack(got)
     diff = np.abs(ref_p - got_p).max(axis=1)
+    flipped = ref_p.argmax(1) != got_p.argmax(1)
+    top2 = np.sort(ref_p, axis=1)[:, -2:]
     return {
         "clips": len(ref_p),
         "rejected_by_both": rejected,
         "top1_agreement": float((ref_p.argmax(1) == got_p.argmax(1)).mean()),
-        "disagreements": int((ref_p.argmax(1) != got_p.argmax(1)).sum()),
+        "disagreements": int(flipped.sum()),
+        # the reference's top-1 minus top-2 on each flipped clip: a flip of a near-tie is not a flip of a decision
+        "disagreement_margins": sorted(round(float(m), 4) for m in (top2[:, 1] - top2[:, 0])[flipped]),
         "max_prob_diff": float(diff.max()),
         "mean_max_prob_diff": float(diff.mean()),
         "p99_max_prob_diff": float(np.percentile(diff, 99)),

@@ -100,16 +100,23 @@ def test_int8_identity_and_settings(onnx_int8, torch_encoder):
     assert again.model_path == onnx_int8.model_path and export.export_count == count
 
 
+NEAR_TIE = 0.02  # top-1 minus top-2 of the fp32 answer
+
+
 def test_int8_predictor_agreement(smoke_run, ravdess_manifest):
-    """The full predictor (VAD, windows, head) on 36 real clips over all actors: same top-1 as fp32 torch."""
+    """The full predictor (VAD, windows, head) on 36 real clips over all actors: int8 moves no probability far
+    and changes no decided answer. The shrunk model (3 epochs) answers many clips by a hair, and a 0.3-point tie
+    may fall either way under any re-rounding, so ties are not counted as disagreements (the release check on
+    the full model counts every flip: `make export`, ≥ 99 % of 1440)."""
     from emotion_core.serving.release import compare, predictor_for
 
     reference, candidate = predictor_for("torch"), predictor_for("onnx")
     paths = [RAVDESS / p for p in ravdess_manifest.sort_values("path")["path"].iloc[::40]]
     result = compare(reference, candidate, paths)
     assert result["clips"] + result["rejected_by_both"] == 36 and result["clips"] >= 30  # VAD: no speech → both 4xx
-    assert result["top1_agreement"] >= 0.97, result
-    assert result["max_prob_diff"] < 0.15, result
+    assert result["max_prob_diff"] < 0.05 and result["mean_max_prob_diff"] < 0.02, result
+    assert all(margin < NEAR_TIE for margin in result["disagreement_margins"]), result
+    assert result["top1_agreement"] >= 0.9, result
 
 
 def test_early_stop_after_k_layers(onnx_int8, torch_encoder, clips):
