@@ -13,9 +13,10 @@ from typing import Any
 import psutil
 
 from bench.common import BIN, torch_threads
-from emotion_core.config import PROJECT_ROOT, data_dir, tracking_uri
+from emotion_core.config import PROJECT_ROOT, EncoderConfig, data_dir, tracking_uri
 from emotion_core.data import read_ravdess
 from emotion_core.encoders import load_encoder
+from emotion_core.front_end import FrontEnd
 from emotion_core.research.cache import EmbeddingCache
 
 
@@ -76,7 +77,8 @@ def embedding_time(clips: int, workdir: Path) -> dict[str, Any]:
     log-mel + encode + write float16, as `EmbeddingCache.build` does (the real fp32 cache is not touched)."""
     manifest = read_ravdess(data_dir() / "ravdess")
     subset = manifest.iloc[:: max(1, round(len(manifest) / clips))]
-    cache = EmbeddingCache(load_encoder("whisper-base", runtime="onnx"), root=workdir / "scratch-embeddings")
+    cache = EmbeddingCache(load_encoder("whisper-base", runtime="onnx"), FrontEnd.of(EncoderConfig()),
+                           root=workdir / "scratch-embeddings")
     with torch_threads(1):
         started = time.perf_counter()
         counts = cache.build(subset, progress=False)

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emotion_core.config import REPORTS_DIR, data_dir
+from emotion_core.config import REPORTS_DIR, data_dir, load_config
 from emotion_core.data import EMOBOX_FOLDS, read_ravdess
-from emotion_core.encoders import load_encoder
 from emotion_core.research.cache import EmbeddingCache
 from emotion_core.research.metrics import summary
 from emotion_core.research.probe import fit_probe, pooled
@@ -28,8 +27,9 @@ from emotion_core.research.probe import fit_probe, pooled
 
 def run(ks: list[int], C: float = 0.01) -> dict:
     manifest = read_ravdess(data_dir() / "ravdess")
-    encoder = load_encoder("whisper-base", runtime="torch")
-    clips = EmbeddingCache(encoder).load(manifest)
+    cache = EmbeddingCache.of(load_config("default"))  # the served recipe's features
+    encoder = cache.encoder
+    clips = cache.load(manifest)
     features = pooled(clips)  # [N, 7 * 1024]: layer-major, mean ‖ std per layer
     per_layer = features.shape[1] // encoder.num_layers
     labels = manifest["label"].to_numpy()

@@ -56,7 +56,7 @@ class ClipFeatures:
         return replace(self, **changes, variants=tuple(v.pooled(factor, mel_factor) for v in self.variants))
 
 
-def extract_features(encoder: SpeechEncoder, audio: np.ndarray, front_end: FrontEnd = FrontEnd()) -> ClipFeatures:
+def extract_features(encoder: SpeechEncoder, audio: np.ndarray, front_end: FrontEnd) -> ClipFeatures:
     """The one feature path shared by the cache (training) and the predictor (serving): the front end, then
     the log-mel and the encoder."""
     audio = front_end(audio)

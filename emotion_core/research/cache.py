@@ -28,7 +28,7 @@ from emotion_core.front_end import FrontEnd
 from emotion_core.head.clip_features import ClipFeatures, extract_features
 
 
-def encoder_cache_dir(encoder: SpeechEncoder, front_end: FrontEnd = FrontEnd()) -> Path:
+def encoder_cache_dir(encoder: SpeechEncoder, front_end: FrontEnd) -> Path:
     """One folder per encoder weights and front end (features behind another front end are other features)."""
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", encoder.name).strip("_")
     return cache_dir() / "embeddings" / "-".join(filter(None, [slug, encoder.fingerprint[:12], front_end.key]))
@@ -62,7 +62,8 @@ def manifest_shard(manifest: pd.DataFrame, shard: str | None) -> pd.DataFrame:
 
 
 class EmbeddingCache:
-    def __init__(self, encoder: SpeechEncoder, root: Path | None = None, front_end: FrontEnd = FrontEnd()):
+    def __init__(self, encoder: SpeechEncoder, front_end: FrontEnd, root: Path | None = None):
+        # no default front end: features behind another one than the served recipe's must be asked for by name
         self.encoder, self.front_end = encoder, front_end
         self.root = root or encoder_cache_dir(encoder, front_end)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -70,7 +71,7 @@ class EmbeddingCache:
     @classmethod
     def of(cls, cfg: ExperimentConfig) -> "EmbeddingCache":
         """The cache a config trains on: the fp32 torch encoder's features behind the config's front end."""
-        return cls(load_encoder(cfg.encoder.name, runtime="torch"), front_end=FrontEnd.of(cfg.encoder))
+        return cls(load_encoder(cfg.encoder.name, runtime="torch"), FrontEnd.of(cfg.encoder))
 
     def path_for(self, clip_id: str, path: str, speed: float = 1.0, condition: str | None = None) -> Path:
         """The clip's file; a speed-perturbed copy (`speed` ≠ 1) or a degraded one (`condition`, a key of

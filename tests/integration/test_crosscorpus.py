@@ -112,12 +112,11 @@ def test_a_recipe_with_training_copies_trains_on_them(smoke_run) -> None:
     into the cache), the held-out corpus' clips do not."""
     from emotion_core.config import load_config
     from emotion_core.data.corpora import CORPORA
-    from emotion_core.encoders import load_encoder
     from emotion_core.research.cache import EmbeddingCache
 
     cfg = load_config("smoke", ["train.augment=[telephone]"])
     corpora = {"ravdess": smoke_run["manifest"].head(4), "tess": CORPORA["tess"].read().head(3)}
-    cache = EmbeddingCache(load_encoder("whisper-base", runtime="torch"))
+    cache = EmbeddingCache.of(cfg)
     union = pd.concat(corpora.values(), ignore_index=True)
     cache.build(union, progress=False)
     clips = {c: clip.pooled(cfg.model.frame_pool) for c, clip in zip(union["clip_id"], cache.iter(union))}
@@ -134,14 +133,13 @@ def test_an_adapted_recipe_adapts_the_encoder_before_it_meets_unheard_voices(smo
 
     from emotion_core.config import load_config
     from emotion_core.data.corpora import CORPORA
-    from emotion_core.encoders import load_encoder
     from emotion_core.research.cache import EmbeddingCache
     from emotion_core.research.top_layer_fit import source_state
 
     cfg = load_config("smoke", ["adapt.layers=1", "adapt.epochs=1"])
     ravdess, tess = smoke_run["manifest"], CORPORA["tess"].read().head(20)
     union = pd.concat([ravdess, tess], ignore_index=True)
-    cache = EmbeddingCache(load_encoder("whisper-base", runtime="torch"))
+    cache = EmbeddingCache.of(cfg)
     cache.build(union, progress=False)
     clips, sources = {}, {}
     for c, clip in zip(union["clip_id"], cache.iter(union)):

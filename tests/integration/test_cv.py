@@ -50,13 +50,12 @@ def test_fold_ensemble_and_extra_training_data(smoke_run, smoke_cfg):
     own validation actors); data.extra_train=[tess] only ever adds training rows."""
     from emotion_core.config import load_config
     from emotion_core.data import load_manifest, split_actors
-    from emotion_core.encoders import load_encoder
     from emotion_core.research import cv
     from emotion_core.research.cache import EmbeddingCache
 
     cfg = load_config("smoke", ["train.epochs=1", "model.use_stats_branch=false"])
     manifest = load_manifest(cfg.data).reset_index(drop=True)
-    clips = EmbeddingCache(load_encoder(cfg.encoder.name, runtime="torch")).load(manifest, frame_pool=cfg.model.frame_pool)
+    clips = EmbeddingCache.of(cfg).load(manifest, frame_pool=cfg.model.frame_pool)
     single = [cv.run_fold(load_config("smoke", ["train.epochs=1", "model.use_stats_branch=false", f"train.seed={s}"]),
                           manifest, clips, 1) for s in (0, 1)]
     pair = cv.run_fold(load_config("smoke", ["train.epochs=1", "model.use_stats_branch=false", "train.ensemble=2"]),
@@ -76,13 +75,15 @@ def test_speed_perturbed_copies_meet_the_cache(tmp_path):
     from emotion_core.config import load_config
     from emotion_core.data import load_manifest
     from emotion_core.encoders import load_encoder
+    from emotion_core.front_end import FrontEnd
     from emotion_core.head.batching import collate
     from emotion_core.research.cache import EmbeddingCache
     from emotion_core.research.training import fit
 
     cfg = load_config("smoke", ["train.epochs=1", "train.speed_perturb=[0.9, 1.1]"])
     manifest = load_manifest(cfg.data).groupby("emotion").head(2).reset_index(drop=True)  # 16 real clips
-    cache = EmbeddingCache(load_encoder(cfg.encoder.name, runtime="torch"), root=tmp_path)
+    unpadded = FrontEnd(level_dbfs=cfg.encoder.level_dbfs)  # padded to 4 s, every copy would be 4 s long
+    cache = EmbeddingCache(load_encoder(cfg.encoder.name, runtime="torch"), unpadded, root=tmp_path)
     cache.build(manifest, progress=False)
     clips = cache.attach_variants(manifest, cache.load(manifest, frame_pool=cfg.model.frame_pool), cfg.train,
                                   cfg.model.frame_pool)
@@ -105,7 +106,6 @@ def test_stats_memo_reuses_the_closed_form_fit_exactly(smoke_run):
     """Tuning fits the stats branch once per fold: a memoised fit gives the very logits of a fresh one."""
     from emotion_core.config import load_config
     from emotion_core.data import load_manifest
-    from emotion_core.encoders import load_encoder
     from emotion_core.head.batching import predict_logits, prepare
     from emotion_core.research.cache import EmbeddingCache
     from emotion_core.research.training import fit
@@ -113,7 +113,7 @@ def test_stats_memo_reuses_the_closed_form_fit_exactly(smoke_run):
     cfg = load_config("smoke", ["train.epochs=1"])
     manifest = load_manifest(cfg.data).reset_index(drop=True)
     # pooled as the cross-validation and the study pool them: every fit then gets these very objects back
-    clips = prepare(cfg.model, EmbeddingCache(load_encoder(cfg.encoder.name, runtime="torch")).load(manifest))
+    clips = prepare(cfg.model, EmbeddingCache.of(cfg).load(manifest))
     y = manifest["label"].to_numpy()
     memo: dict = {}
     fresh = predict_logits(fit(clips, y, cfg.model, cfg.train, progress=False).model, clips)
@@ -201,11 +201,12 @@ def test_recording_condition_copies_meet_the_cache(tmp_path):
     from emotion_core.config import load_config
     from emotion_core.data import load_manifest
     from emotion_core.encoders import load_encoder
+    from emotion_core.front_end import FrontEnd
     from emotion_core.research.cache import EmbeddingCache
 
     cfg = load_config("smoke", ["train.augment=[babble-10db, telephone]"])
     manifest = load_manifest(cfg.data).groupby("emotion").head(1).reset_index(drop=True)  # 8 real clips
-    cache = EmbeddingCache(load_encoder(cfg.encoder.name, runtime="torch"), root=tmp_path)
+    cache = EmbeddingCache(load_encoder(cfg.encoder.name, runtime="torch"), FrontEnd.of(cfg.encoder), root=tmp_path)
     cache.build(manifest, progress=False)
     clips = cache.attach_variants(manifest, cache.load(manifest, frame_pool=cfg.model.frame_pool), cfg.train,
                                   cfg.model.frame_pool)

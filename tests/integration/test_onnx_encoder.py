@@ -171,15 +171,18 @@ def test_onnx_dir_file_must_match(tmp_path, onnx_int8, monkeypatch):
 
 
 def test_embedding_cache_stays_fp32_torch(onnx_int8, torch_encoder, ravdess_manifest, tmp_path):
+    from emotion_core.config import EncoderConfig
     from emotion_core.data import read_ravdess
+    from emotion_core.front_end import FrontEnd
     from emotion_core.research.cache import EmbeddingCache
 
-    manifest = read_ravdess(RAVDESS).iloc[:1]
+    manifest, served = read_ravdess(RAVDESS).iloc[:1], FrontEnd.of(EncoderConfig())
     with pytest.raises(ValueError, match="fp32 torch features"):
-        EmbeddingCache(onnx_int8).build(manifest, progress=False)
-    scratch = EmbeddingCache(onnx_int8, root=tmp_path / "scratch")  # an explicit scratch root is fine
+        EmbeddingCache(onnx_int8, served).build(manifest, progress=False)
+    scratch = EmbeddingCache(onnx_int8, served, root=tmp_path / "scratch")  # an explicit scratch root is fine
     assert scratch.build(manifest, progress=False) == {"cached": 0, "encoded": 1}
-    assert EmbeddingCache(torch_encoder).root == EmbeddingCache(onnx_int8).root  # reading: same weights, same cache
+    # reading: same weights, same cache
+    assert EmbeddingCache(torch_encoder, served).root == EmbeddingCache(onnx_int8, served).root
 
 
 def test_serving_path_stays_light(onnx_int8):
@@ -191,10 +194,12 @@ def test_serving_path_stays_light(onnx_int8):
     code = (
         "import sys, numpy as np\n"
         "from emotion_core.encoders import load_encoder\n"
+        "from emotion_core.config import EncoderConfig\n"
+        "from emotion_core.front_end import FrontEnd\n"
         "from emotion_core.head.clip_features import extract_features\n"
         "from emotion_core.head.batching import collate\n"
         "from emotion_core.head.model import HybridEmotionCNN\n"
-        "feats = extract_features(load_encoder(), np.zeros(16000, np.float32) + 1e-3)\n"
+        "feats = extract_features(load_encoder(), np.zeros(16000, np.float32) + 1e-3, FrontEnd.of(EncoderConfig()))\n"
         "collate([feats]).logits(HybridEmotionCNN(7, 512).eval())\n"
         "print(sorted(m for m in ('transformers', 'numba', 'librosa', 'sklearn') if m in sys.modules))\n"
     )

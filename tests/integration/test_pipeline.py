@@ -66,7 +66,7 @@ def test_served_prediction_equals_evaluated(smoke_run, smoke_cfg, monkeypatch):
     predictor = Predictor.from_uri()  # models:/emotion-cnn@champion in the test store
     test = make_splits(smoke_cfg).test.iloc[::15]
     model, meta = load_model_dir(Path(mlflow.artifacts.download_artifacts(smoke_run["train"]["model_uri"])))
-    logits = predict_logits(model, EmbeddingCache(predictor.encoder).load(test)) / meta.temperature  # calibrated
+    logits = predict_logits(model, EmbeddingCache(predictor.encoder, front_end=predictor.front_end).load(test)) / meta.temperature  # calibrated
     cached_probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
     for row, expected in zip(test.itertuples(), cached_probs):
         served = predictor.predict(row.path)
@@ -93,7 +93,7 @@ def test_per_user_calibration_matches_the_cached_path(smoke_run, smoke_cfg, monk
     actor = test[test["actor"] == 1]
     enroll, scored = actor.iloc[::6].iloc[:10], actor.drop(actor.index[::6]).iloc[::9]
     profile = predictor.enroll(list(enroll["path"]))
-    cache = EmbeddingCache(predictor.encoder)
+    cache = EmbeddingCache(predictor.encoder, front_end=predictor.front_end)
     expected = SpeakerProfile.from_statistics(np.stack([clip_statistics(c) for c in cache.iter(enroll)]))
     assert profile.n_clips == 10
     np.testing.assert_allclose(profile.mean, expected.mean, atol=1e-3)
