@@ -272,10 +272,14 @@ def crosscorpus_tables(report: dict) -> list[str]:
                   "scored on each in turn; RAVDESS by its EmoBox folds): "
                   + ", ".join(f"{names.get(h, h)} {_pct(c['ua'])}" for h, c in ref.items())
                   + ". The distance from these to the rows above is what a new corpus' voices cost."]
-    lines += ["", "RAVDESS 6-fold actor-held-out CV (EmoBox folds; other corpora only ever train):", "",
-              "| recipe | UA | WA |", "|---|---|---|"]
+    cv_seeds = report.get("cv_seeds", [0])
+    lines += ["", f"RAVDESS 6-fold actor-held-out CV (EmoBox folds; other corpora only ever train), mean over seed"
+              f"{'s' if len(cv_seeds) > 1 else ''} {', '.join(map(str, cv_seeds))} ± over folds:", "",
+              "| recipe | UA | WA | UA by seed |", "|---|---|---|---|"]
     for row in report["recipes"]:
-        lines.append(f"| {row['name']} | {_pct(row['cv']['ua_mean'], row['cv']['ua_std'])} | {_pct(row['cv']['wa_mean'])} |")
+        seeds = " · ".join(_pct(s["ua"]) for s in row["cv"].get("per_seed", []))
+        lines.append(f"| {row['name']} | {_pct(row['cv']['ua_mean'], row['cv']['ua_std'])} | {_pct(row['cv']['wa_mean'])} "
+                     f"| {seeds or '—'} |")
     if adapted := report.get("adaptation"):
         base = report["recipes"][0]
         cold = [_pct(base["loco"][h]["ua_mean"], base["loco"][h]["ua_std"]) if h in base["loco"] else
@@ -315,7 +319,9 @@ def crosscorpus_markdown(report: dict) -> str:
               "and by more than the seed spread of that mean (a smaller gain is a tie), while its RAVDESS CV UA falls by "
               f"≤ {rule['max_cv_loss'] * 100:.0f} pt, in the same run:", "",
               *(f"* {r['name']}: mean {r['loco_gain'] * 100:+.1f} pt (seed spread ± {r['loco_mean_seed_std'] * 100:.1f} pt, "
-                f"baseline's ± {report['recipes'][0]['loco_mean_seed_std'] * 100:.1f} pt), RAVDESS CV {r['cv_change'] * 100:+.1f} pt "
+                f"baseline's ± {report['recipes'][0]['loco_mean_seed_std'] * 100:.1f} pt), RAVDESS CV {r['cv_change'] * 100:+.1f} pt"
+                + (f" (± {r['cv_change_seed_std'] * 100:.1f} pt over seeds)" if r.get("cv_change_seed_std") is not None else "")
+                + " "
                 f"→ **{'passes: adopt it as the served recipe' if r['adopt'] else 'not adopted'}**." + _adapting(r) for r in report["recipes"][1:]), "",
               "## Per-user calibration on voices it never heard", "",
               "The shipped speaker-normalised probe (`Predictor.enroll`, fit on every RAVDESS actor), each held-out clip "

@@ -85,6 +85,24 @@ def test_a_second_run_reuses_what_it_measured(report: dict) -> None:
     assert again["seconds"] < report["seconds"]
 
 
+def test_more_cv_seeds_or_a_new_name_remeasure_only_what_changed(report: dict, smoke_cfg) -> None:
+    """A row is found by what it measured, not by its name or file (a re-based run moves rows between files),
+    and asking for more CV seeds re-measures the CV only."""
+    spec = crosscorpus.CrossCorpusSpec(base="smoke", held_out=["tess", "turev", "ravdess"], seeds=[0], cv_seeds=[0, 1],
+                                       max_clips=120, candidates=[{"name": "renamed", "set": ["data.extra_train=[tess, turev]"]}])
+    again = crosscorpus.run(spec, progress=False)
+    for before, now in zip(report["recipes"], again["recipes"]):
+        assert {h: c["per_seed"] for h, c in now["loco"].items()} == {h: c["per_seed"] for h, c in before["loco"].items()}
+        assert [s["seed"] for s in now["cv"]["per_seed"]] == [0, 1] and now["cv_seeds"] == [0, 1]
+        uas = [f["ua"] for f in now["cv"]["per_fold"]]
+        assert now["cv"]["ua_mean"] == pytest.approx(sum(s["ua"] for s in now["cv"]["per_seed"]) / 2)
+        assert now["cv"]["ua_mean"] == pytest.approx(sum(uas) / len(uas))
+    assert again["recipes"][1]["name"] == "renamed" and again["recipes"][1]["cv_change_seed_std"] is not None
+    stored = reports_dir(smoke_cfg) / "crosscorpus"
+    assert sorted(p.name for p in stored.glob("*.json")) == ["00-baseline-smoke-as-served.json", "01-renamed.json"]
+    assert "UA by seed" in (reports_dir(smoke_cfg) / "crosscorpus.md").read_text()
+
+
 def test_robustness_report_shrunk(mlflow_store, smoke_cfg) -> None:
     """`make robustness`, shrunk: the smoke CV heads on every 6th test clip, clean and under two conditions, beside
     the same recipe trained on quieter copies (`--augment gain-20db`), scored on the same clips."""
