@@ -113,9 +113,9 @@ class EncoderConfig(_Section):
     #: `whisper-base` (shipped weights), a hub id such as `facebook/wav2vec2-base`, or a local HF model dir.
     name: str = "whisper-base"
     #: What it hears (`front_end.FrontEnd`): each clip's active speech level set to this (None: as recorded),
-    level_dbfs: float | None = None
+    level_dbfs: float | None = -26.0
     #: and a shorter clip centred in digital silence to this length (0: as long as it is).
-    min_seconds: float = Field(0.0, ge=0, le=30)
+    min_seconds: float = Field(4.0, ge=0, le=30)
 
 
 class ModelConfig(_Section):

@@ -174,7 +174,7 @@ def test_an_adapted_recipe_adapts_the_encoder_before_it_meets_unheard_voices(smo
 def test_a_recipe_behind_another_front_end_reads_its_own_features(predictor) -> None:
     """`encoder.level_dbfs` / `encoder.min_seconds`: the cache keeps those features apart from the plain ones,
     builds them from the clips as the front end gives them (a TESS word centred in 4 s of silence), and a model
-    whose meta records the front end is served through it."""
+    whose meta records the front end is served through it (a model registered before it existed: as recorded)."""
     from dataclasses import replace
 
     from emotion_core.audio import load_audio
@@ -184,8 +184,9 @@ def test_a_recipe_behind_another_front_end_reads_its_own_features(predictor) -> 
     from emotion_core.research.cache import EmbeddingCache
     from emotion_core.serving.predictor import Predictor
 
-    cfg = load_config("smoke", ["encoder.level_dbfs=-26", "encoder.min_seconds=4"])
-    cache, plain = EmbeddingCache.of(cfg), EmbeddingCache.of(load_config("smoke"))
+    cfg = load_config("smoke")
+    cache, plain = EmbeddingCache.of(cfg), EmbeddingCache.of(load_config("smoke", ["encoder.level_dbfs=null",
+                                                                                   "encoder.min_seconds=0"]))
     assert cache.root != plain.root and cache.root.name.endswith("-level-26-min4s")
     words = CORPORA["tess"].read().head(2)
     cache.build(words, progress=False)
@@ -193,6 +194,7 @@ def test_a_recipe_behind_another_front_end_reads_its_own_features(predictor) -> 
         assert load_audio(row.path).size < 4 * 16000 and clip.hidden.shape[1] == 4 * 50  # 4 s at 50 Hz
     heard = FrontEnd.of(cfg.encoder)(load_audio(words["path"].iloc[0]))
     assert abs(speech_level_dbfs(heard) + 26) < 0.5
-    served = Predictor(predictor.model, replace(predictor.meta, front_end=FrontEnd.of(cfg.encoder).to_dict()))
-    assert served.front_end == FrontEnd.of(cfg.encoder) and predictor.front_end == FrontEnd()
-    assert served.features(load_audio(words["path"].iloc[0])).hidden.shape[1] == 4 * 50
+    word = load_audio(words["path"].iloc[0])
+    assert predictor.front_end == FrontEnd.of(cfg.encoder) and predictor.features(word).hidden.shape[1] == 4 * 50
+    older = Predictor(predictor.model, replace(predictor.meta, front_end={}))
+    assert older.front_end == FrontEnd() and older.features(word).hidden.shape[1] < 4 * 50

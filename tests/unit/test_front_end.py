@@ -53,16 +53,17 @@ def test_short_clips_are_centred_in_silence():
     assert np.array_equal(FrontEnd(min_seconds=4.0)(long), long)  # long enough: untouched
 
 
-def test_identity_by_default_and_in_old_fingerprints():
-    assert FrontEnd.of(EncoderConfig()) == FrontEnd() and FrontEnd().key == ""
+def test_identity_when_off_and_in_old_fingerprints():
+    off = EncoderConfig(level_dbfs=None, min_seconds=0)
+    assert FrontEnd.of(off) == FrontEnd() and FrontEnd().key == ""
     clip = utterance()
     assert np.array_equal(FrontEnd()(clip), clip)
-    assert FrontEnd.of(EncoderConfig(level_dbfs=-26, min_seconds=4)).key == "level-26-min4s"
-    # results stored before the front end existed stay valid: at its defaults the fingerprint is the old one
-    cfg = ExperimentConfig()
+    assert FrontEnd.of(EncoderConfig()).key == "level-26-min4s"  # the served recipe hears through it
+    # results stored before the front end existed stay valid: with it off the fingerprint is the old one
+    cfg = ExperimentConfig(encoder=off)
     settings = cfg.model_dump(exclude={"name"})
     del settings["encoder"]["level_dbfs"], settings["encoder"]["min_seconds"], settings["adapt"]
     for key in ("corpus_sampling", "augment"):
         del settings["train"][key]
     assert fingerprint(cfg) == stable_hash(settings)
-    assert fingerprint(cfg) != fingerprint(cfg.model_copy(update={"encoder": EncoderConfig(min_seconds=4)}))
+    assert fingerprint(cfg) != fingerprint(ExperimentConfig())
