@@ -283,6 +283,35 @@ def within_corpus(corpora: dict[str, pd.DataFrame], stats: dict[str, np.ndarray]
     return out
 
 
+def transfer_diagnosis(corpora: dict[str, pd.DataFrame], stats: dict[str, np.ndarray],
+                       held_out: list[str]) -> dict[str, dict]:
+    """Where a voice it never heard is lost: the linear probe fit on every RAVDESS clip, scored on each other
+    held-out corpus (a) as served, 8-way; (b) its answer restricted to the corpus' own classes (what the 8-way
+    prior costs; never below (a)); (c) restricted, after the corpus' mean feature is moved onto RAVDESS' with all
+    its unlabeled clips (what normalising to the corpus without its labels gives this linear view)."""
+    if "ravdess" not in corpora:
+        return {}
+    ravdess = corpora["ravdess"]
+    train = np.stack([stats[c] for c in ravdess["clip_id"]])
+    clf = probe.fit_probe(train, ravdess["label"].to_numpy())
+
+    def logits_of(x: np.ndarray) -> np.ndarray:
+        full = np.full((len(x), len(EMOTIONS)), -np.inf)
+        full[:, clf.classes_] = clf.decision_function(x)
+        return full
+
+    out = {}
+    for held in (h for h in held_out if h != "ravdess"):
+        df = corpora[held].reset_index(drop=True)
+        feats = np.stack([stats[c] for c in df["clip_id"]])
+        outside = ~np.isin(np.arange(len(EMOTIONS)), [EMOTION_TO_INDEX[e] for e in CORPORA[held].classes])
+        logits, moved = logits_of(feats), logits_of(feats - feats.mean(0) + train.mean(0))
+        out[held] = {"as_served": score(df, logits)["ua"], "own_classes": score(df, np.where(outside, -np.inf, logits))["ua"],
+                     "own_classes_mean_moved": score(df, np.where(outside, -np.inf, moved))["ua"],
+                     "chance": 1 / len(CORPORA[held].classes)}
+    return out
+
+
 def no_speech_rates(corpora: dict[str, pd.DataFrame]) -> dict[str, float]:
     """Share of each corpus' clips the served voice-activity decision calls silent (`no_speech`)."""
     return {name: float(np.mean([not speech_segments(load_audio(p)) for p in df["path"]])) for name, df in corpora.items()}
@@ -345,6 +374,7 @@ def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
     _, _, stats, _ = features_of(base)
     silent = no_speech_rates({h: corpora[h] for h in spec.held_out})
     reference = within_corpus(corpora, stats, spec.held_out)
+    transfer = transfer_diagnosis(corpora, stats, spec.held_out)
     calibrated, adapted = {}, {}
     if "ravdess" in corpora:  # the speaker probe `make train` ships, fit once for both
         shipped = speaker_probe_of(corpora["ravdess"], stats)
@@ -409,7 +439,7 @@ def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
               "corpora": {n: {"clips": len(df), "speakers": int(df["speaker"].nunique()), "language": CORPORA[n].language,
                               "classes": list(CORPORA[n].classes), "what": CORPORA[n].what,
                               **({"no_speech_rate": silent[n]} if n in silent else {})} for n, df in corpora.items()},
-              "recipes": rows, "within_corpus": reference, "per_user_calibration": calibrated, "adaptation": adapted, "rule": {"loco_gain": ADOPT_LOCO_GAIN, "max_cv_loss": MAX_CV_LOSS},
+              "recipes": rows, "within_corpus": reference, "transfer": transfer, "per_user_calibration": calibrated, "adaptation": adapted, "rule": {"loco_gain": ADOPT_LOCO_GAIN, "max_cv_loss": MAX_CV_LOSS},
               "seconds": round(time.perf_counter() - start, 1)}
     write(report, reports_dir(base))
     with mlflow.start_run(run_id=parent.info.run_id):

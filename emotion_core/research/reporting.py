@@ -334,6 +334,17 @@ def crosscorpus_markdown(report: dict) -> str:
             lines.append(f"* adapting to each speaker of {held} (`X-Speaker-Id`, after {cell['min_clips']} recordings): UA "
                          f"{_pct(cell['ua_mean'], cell['ua_std'])}; answered `neutral` {cell['neutral_rate'] * 100:.1f}% "
                          "of the time; " + ", ".join(f"{e} {v * 100:.0f}%" for e, v in cell["recall"].items()) + ".")
+    if transfer := report.get("transfer"):
+        lines += ["", "## Where an unheard voice is lost", "",
+                  "The linear probe fit on every RAVDESS clip (the baseline's features), scored on each held-out corpus: as "
+                  "served (8-way); its answer restricted to the corpus' own classes (what answering classes the corpus lacks "
+                  "costs); and restricted, after the corpus' mean feature is moved onto RAVDESS' using all its unlabeled clips "
+                  "(normalising to the corpus without its labels). Where the last stays "
+                  "near chance, RAVDESS' emotion directions do not carry to those voices, whatever the head does.", "",
+                  "| held-out corpus | as served (8-way) | own classes only | own classes, corpus mean moved | chance |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {held} | {_pct(c['as_served'])} | {_pct(c['own_classes'])} | {_pct(c['own_classes_mean_moved'])} | "
+                  f"{_pct(c['chance'])} |" for held, c in transfer.items()]
     lines += ["", "## Per-class recall on the held-out corpora", ""]
     for row in report["recipes"]:
         for held, cell in row["loco"].items():

@@ -51,6 +51,17 @@ def test_each_corpus_learnt_from_its_own_other_speakers_is_the_scale(report: dic
     assert "each corpus learnt from its own labels" in crosscorpus_readme_text(report)
 
 
+def test_where_an_unheard_voice_is_lost(report: dict, smoke_cfg) -> None:
+    """The RAVDESS probe on each other held-out corpus: restricting its answer to the corpus' classes can only
+    turn wrong answers right (an 8-way answer inside them is unchanged), and the report says all three."""
+    transfer = report["transfer"]
+    assert set(transfer) == {"tess", "turev"}
+    for held, cell in transfer.items():
+        assert cell["own_classes"] >= cell["as_served"] and 0.0 <= cell["own_classes_mean_moved"] <= 1.0
+        assert cell["chance"] == pytest.approx(1 / len(report["corpora"][held]["classes"]))
+    assert "## Where an unheard voice is lost" in (reports_dir(smoke_cfg) / "crosscorpus.md").read_text()
+
+
 def test_adapting_to_each_voice_is_scored_after_its_first_recordings(report: dict) -> None:
     """`X-Speaker-Id` as the service meets it: each speaker's clips streamed through a RunningProfile, only the
     answers after its first ADAPT_MIN_CLIPS counted; on RAVDESS each CV fold's probe never saw its test actors."""
