@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from emotion_core.audio import load_audio
 from emotion_core.config import ExperimentConfig, fingerprint, load_config, reports_dir
 from emotion_core.data import EMOBOX_FOLDS, cap_samples, load_manifest, split_actors
-from emotion_core.data.corpora import CORPORA
+from emotion_core.data.corpora import CORPORA, class_mask
 from emotion_core.front_end import FrontEnd
 from emotion_core.head.batching import predict_logits
 from emotion_core.head.speaker import ADAPT_MIN_CLIPS, RunningProfile, SpeakerProbe, SpeakerProfile, clip_statistics
@@ -264,6 +264,13 @@ def adaptation_to_voices(corpora: dict[str, pd.DataFrame], stats: dict[str, np.n
     return out
 
 
+def _all_labels(clf, x: np.ndarray) -> np.ndarray:
+    """[n, 8] logits of a probe, -inf for a label it never saw in training (an answer it cannot give)."""
+    logits = np.full((len(x), len(EMOTIONS)), -np.inf)
+    logits[:, clf.classes_] = clf.decision_function(x)
+    return logits
+
+
 def within_corpus(corpora: dict[str, pd.DataFrame], stats: dict[str, np.ndarray], held_out: list[str]) -> dict[str, dict]:
     """For scale: each held-out corpus learnt from its own labels — the linear probe trained on its other
     speakers, scored on each speaker in turn (RAVDESS: its EmoBox folds). What the corpus' own data teaches
@@ -276,8 +283,7 @@ def within_corpus(corpora: dict[str, pd.DataFrame], stats: dict[str, np.ndarray]
         logits = np.full((len(df), len(EMOTIONS)), -np.inf)
         for g in pd.unique(groups):
             test = groups == g
-            clf = probe.fit_probe(feats[~test], df["label"].to_numpy()[~test])
-            logits[np.ix_(test, clf.classes_)] = clf.decision_function(feats[test])
+            logits[test] = _all_labels(probe.fit_probe(feats[~test], df["label"].to_numpy()[~test]), feats[test])
         out[held] = {"groups": "EmoBox folds" if held == "ravdess" else "speakers", "n_groups": int(len(pd.unique(groups))),
                      **score(df, logits)}
     return out
@@ -294,18 +300,12 @@ def transfer_diagnosis(corpora: dict[str, pd.DataFrame], stats: dict[str, np.nda
     ravdess = corpora["ravdess"]
     train = np.stack([stats[c] for c in ravdess["clip_id"]])
     clf = probe.fit_probe(train, ravdess["label"].to_numpy())
-
-    def logits_of(x: np.ndarray) -> np.ndarray:
-        full = np.full((len(x), len(EMOTIONS)), -np.inf)
-        full[:, clf.classes_] = clf.decision_function(x)
-        return full
-
     out = {}
     for held in (h for h in held_out if h != "ravdess"):
         df = corpora[held].reset_index(drop=True)
         feats = np.stack([stats[c] for c in df["clip_id"]])
-        outside = ~np.isin(np.arange(len(EMOTIONS)), [EMOTION_TO_INDEX[e] for e in CORPORA[held].classes])
-        logits, moved = logits_of(feats), logits_of(feats - feats.mean(0) + train.mean(0))
+        outside = ~class_mask([held])[0]
+        logits, moved = _all_labels(clf, feats), _all_labels(clf, feats - feats.mean(0) + train.mean(0))
         out[held] = {"as_served": score(df, logits)["ua"], "own_classes": score(df, np.where(outside, -np.inf, logits))["ua"],
                      "own_classes_mean_moved": score(df, np.where(outside, -np.inf, moved))["ua"],
                      "chance": 1 / len(CORPORA[held].classes)}

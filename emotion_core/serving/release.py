@@ -77,7 +77,7 @@ def compare(reference, candidate, paths: Sequence[str | Path], progress: bool = 
     return {
         "clips": len(ref_p),
         "rejected_by_both": rejected,
-        "top1_agreement": float((ref_p.argmax(1) == got_p.argmax(1)).mean()),
+        "top1_agreement": float(1 - flipped.mean()),
         "disagreements": int(flipped.sum()),
         # the reference's top-1 minus top-2 on each flipped clip: a flip of a near-tie is not a flip of a decision
         "disagreement_margins": sorted(round(float(m), 4) for m in (top2[:, 1] - top2[:, 0])[flipped]),
