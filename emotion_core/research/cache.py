@@ -26,6 +26,10 @@ from emotion_core.degrade import CONDITIONS, babble_pool, degrade
 from emotion_core.encoders import SpeechEncoder, load_encoder
 from emotion_core.front_end import FrontEnd
 from emotion_core.head.clip_features import ClipFeatures, extract_features
+from emotion_core.heap import release_freed_heap
+
+#: Clips loaded between hand-backs of freed heap pages (a corpus load would keep the dropped full-rate copies' pages).
+RELEASE_EVERY = 64
 
 
 def encoder_cache_dir(encoder: SpeechEncoder, front_end: FrontEnd) -> Path:
@@ -112,9 +116,11 @@ class EmbeddingCache:
                 f"{len(missing)} clips are not in the embedding cache {self.root} (e.g. {missing[0]}"
                 f"{'' if speed == 1.0 else f' at speed {speed:g}'}); run `python -m pipelines.embed` with the same config first"
             )
-        for row in tqdm(list(manifest.itertuples()), desc="load cache", unit="clip", disable=not progress):
+        for i, row in enumerate(tqdm(list(manifest.itertuples()), desc="load cache", unit="clip", disable=not progress)):
             with np.load(self.path_for(row.clip_id, row.path, speed, condition)) as z:
                 yield ClipFeatures(hidden=torch.from_numpy(z["hidden"]), mel=torch.from_numpy(z["mel"]))
+            if i % RELEASE_EVERY == RELEASE_EVERY - 1:
+                release_freed_heap()  # callers keep a pooled copy and drop the full-rate one: give its pages back
 
     def attach_variants(self, manifest: pd.DataFrame, clips: list[ClipFeatures], train: TrainConfig,
                         frame_pool: int, progress: bool = False) -> list[ClipFeatures]:

@@ -11,7 +11,7 @@ import copy
 import functools
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from emotion_core.encoders import load_encoder
 from emotion_core.encoders.top_layers import TopLayers
 from emotion_core.head.clip_features import ClipFeatures, pool_frames
 from emotion_core.head.model import layer_statistics
+from emotion_core.heap import release_freed_heap
 from emotion_core.labels import NUM_EMOTIONS
 from emotion_core.research import metrics
 from emotion_core.research.training import masked_cross_entropy, set_seed
@@ -51,6 +52,18 @@ def _frozen_stats(clip: ClipFeatures, first: int) -> torch.Tensor:
     return layer_statistics(clip.hidden[1 : first + 1].float())
 
 
+def _rows(rows: Iterable[torch.Tensor], n: int) -> torch.Tensor:
+    """Per-clip vectors written into one [n, ...] buffer as they come, not stacked from a list: small kept
+    tensors kept between each clip's large transient ones fragment the heap, and RSS grows with every clip."""
+    rows = iter(rows)
+    first = next(rows)
+    out = torch.empty((n, *first.shape), dtype=first.dtype)
+    out[0] = first
+    for i, row in enumerate(rows, 1):
+        out[i] = row
+    return out
+
+
 def fit_top_layers(encoder_name: str, sources: Sequence[torch.Tensor], clips: Sequence[ClipFeatures],
                    labels: np.ndarray, adapt: AdaptConfig, train: TrainConfig,
                    val_sources: Sequence[torch.Tensor] = (), val_clips: Sequence[ClipFeatures] = (),
@@ -66,15 +79,16 @@ def fit_top_layers(encoder_name: str, sources: Sequence[torch.Tensor], clips: Se
         raise ValueError(f"adapt.layers: only Whisper encoders can be adapted, not {encoder_name}")
     top = TopLayers(encoder.model, adapt.layers, adapt.mode, adapt.rank, adapt.alpha, adapt.targets)
     first = top.first_state
-    frozen = torch.stack([_frozen_stats(c, first) for c in clips])
-    val_frozen = torch.stack([_frozen_stats(c, first) for c in val_clips]) if len(val_clips) else None
+    frozen = _rows((_frozen_stats(c, first) for c in clips), len(clips))
+    val_frozen = _rows((_frozen_stats(c, first) for c in val_clips), len(val_clips)) if len(val_clips) else None
 
     def features(source: torch.Tensor, lower: torch.Tensor) -> torch.Tensor:
         return torch.cat([lower, layer_statistics(top(source))])
 
     with torch.no_grad():  # standardise the probe head's input by the unadapted features of the training clips
-        init = torch.stack([features(s, f) for s, f in zip(sources, frozen)])
+        init = _rows((features(s, f) for s, f in zip(sources, frozen)), len(sources))
     mean, std = init.mean(0), init.std(0) + 1e-3
+    release_freed_heap()  # each pass over the clips frees as much as it keeps; the holes would stay in RSS
     head = nn.Sequential(nn.Dropout(0.3), nn.Linear(init.shape[1], NUM_EMOTIONS))
     labels = np.asarray(labels)
     counts = np.bincount(labels, minlength=NUM_EMOTIONS).astype(np.float32)
@@ -113,6 +127,7 @@ def fit_top_layers(encoder_name: str, sources: Sequence[torch.Tensor], clips: Se
             if row["adapt_val_ua"] > best[0]:
                 best = (row["adapt_val_ua"], epoch, copy.deepcopy(top.state_dict()))
         history.append(row)
+        release_freed_heap()
         if len(val_clips) and epoch - best[1] >= adapt.patience:
             break
     if len(val_clips):
@@ -137,6 +152,7 @@ def adapted_in_place(top: TopLayers, clips: Sequence[ClipFeatures], sources: Seq
                 frozen.append(clip.hidden[first:].clone())
                 # cast, then pool: the order the cached states went through (`ClipFeatures.pooled` on float16)
                 clip.hidden[first:] = pool_frames(top(source).to(clip.hidden.dtype), clip.frame_pool)
+        release_freed_heap()
         yield
     finally:
         for clip, states in zip(clips, frozen):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import ctypes
-import ctypes.util
 import functools
 import random
 from dataclasses import dataclass, field
@@ -25,25 +23,9 @@ from emotion_core.features import MEL_FRAME_RATE
 from emotion_core.head.batching import collate, predict_logits, prepare
 from emotion_core.head.clip_features import ClipFeatures
 from emotion_core.head.model import HybridEmotionCNN
+from emotion_core.heap import keep_freed_memory_in_process
 from emotion_core.labels import NUM_EMOTIONS
 from emotion_core.research import metrics
-
-
-@functools.cache  # once per process
-def keep_freed_memory_in_process() -> bool:
-    """Let glibc reuse freed batch tensors instead of returning them to the OS.
-
-    glibc serves large allocations with a fresh mmap and unmaps them on free, so every training batch of
-    encoder frames was page-faulted in anew, a large share of a fold fit. Raising the mmap and trim
-    thresholds keeps those pages on the heap (same numbers); the cost is that the process keeps its
-    high-water mark, which a training process reaches anyway.
-    Returns whether it applied (glibc only; elsewhere a no-op)."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-        return bool(libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 2 << 30))
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
-        return False
 
 
 def set_seed(seed: int) -> None:

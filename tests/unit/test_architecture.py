@@ -1,6 +1,6 @@
 """The rooms' import rules, checked on the source (every import, function-local and TYPE_CHECKING ones included):
 
-* the core (labels, config, audio, features, integrity, vad, front_end, registry, encoders, data, head) imports neither serving nor research;
+* the core (labels, config, audio, features, integrity, vad, front_end, degrade, heap, registry, encoders, data, head) imports neither serving nor research;
 * serving imports the core only, never research;
 * research may import the core, and from serving only its schemas;
 * nothing in the package imports pipelines/, bench/ or tools/; no import cycles;
@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "emotion_core"
-CORE = ("labels", "config", "audio", "features", "integrity", "registry", "vad", "front_end", "degrade", "encoders", "data", "head")
+CORE = ("labels", "config", "audio", "features", "integrity", "registry", "vad", "front_end", "degrade", "heap", "encoders", "data", "head")
 ENTRY_POINTS = ("cli", "inference")  # the package's own commands: they use serving like a user does
 OUTSIDE = ("pipelines", "bench", "tools")
 

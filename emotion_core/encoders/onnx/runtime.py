@@ -19,9 +19,6 @@ embedding cache stays fp32-torch-derived: `EmbeddingCache.build` refuses another
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
 import logging
 import os
 import time
@@ -45,6 +42,7 @@ from emotion_core.encoders.onnx.export import (
     TOTAL_STATES,
     model_filename,
 )
+from emotion_core.heap import release_freed_heap
 from emotion_core.integrity import IntegrityError, sha256
 
 log = logging.getLogger(__name__)
@@ -207,12 +205,6 @@ def session_options(threads: int | None = None, spinning: bool | None = None):
     return options
 
 
-def _release_freed_heap() -> None:
-    """Hand freed heap pages back to the OS (glibc's malloc_trim; a no-op elsewhere)."""
-    with contextlib.suppress(OSError, AttributeError, TypeError):
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-
-
 class OnnxWhisperEncoder(SpeechEncoder):
     """Whisper-base on ONNX Runtime (int8 by default): same interface, shapes and fingerprint as
     `WhisperBaseEncoder`; `runtime` is "onnx-int8" or "onnx-fp32" and `session` the InferenceSession."""
@@ -250,7 +242,7 @@ class OnnxWhisperEncoder(SpeechEncoder):
         self._max_mel_frames = MAX_MEL_FRAMES
         if warmup:  # first-run allocations and kernel selection happen here, not in the first request
             self.encode(np.zeros(3 * features.SAMPLE_RATE, np.float32) + 1e-3)
-        _release_freed_heap()  # the parsed model protobuf, the warm-up's buffers
+        release_freed_heap()  # the parsed model protobuf, the warm-up's buffers
 
     def describe(self) -> dict:
         """What runs: runtime, int8 variant, threads, and the machine the variant was chosen on."""
