@@ -48,6 +48,13 @@ ADOPT_LOCO_GAIN = 0.03
 MAX_CV_LOSS = 0.01
 
 
+class Candidate(AblationRow):
+    """A recipe to measure beside the base: a name, its overrides and, for a costly one, fewer CV seeds."""
+    #: Seeds of its RAVDESS CV when fewer than the spec's (an adapted encoder costs ~30 min per seed); the rule
+    #: then compares it with the baseline's CV on the same seeds. None = the spec's `cv_seeds`.
+    cv_seeds: list[int] | None = None
+
+
 class CrossCorpusSpec(BaseModel):
     """`experiments/crosscorpus.yaml`."""
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -57,7 +64,7 @@ class CrossCorpusSpec(BaseModel):
     #: The RAVDESS CV of each recipe, once per seed (`train.seed`); the rule compares the means. One seed's
     #: CV moves by tenths of a point between seeds while the rule's margin is one point.
     cv_seeds: list[int] = [0]
-    candidates: list[AblationRow] = []  # a name and its overrides of the base, as an ablation row
+    candidates: list[Candidate] = []
     #: Shrunk runs (the tests): at most this many clips of each corpus other than the base's own,
     #: stratified by emotion. None = all.
     max_clips: int | None = None
@@ -126,8 +133,8 @@ def with_copies(cfg: ExperimentConfig, cache: EmbeddingCache, corpora: dict[str,
     return {**clips, **dict(zip(manifest["clip_id"], copied))}
 
 
-def _recipe(cfg: ExperimentConfig, spec: CrossCorpusSpec, corpora: dict[str, pd.DataFrame], clips: dict[str, object],
-            memo: dict, log, sources: dict[str, object] | None = None) -> dict:
+def _recipe(cfg: ExperimentConfig, spec: CrossCorpusSpec, cv_seeds: list[int], corpora: dict[str, pd.DataFrame],
+            clips: dict[str, object], memo: dict, log, sources: dict[str, object] | None = None) -> dict:
     own = training_corpora(cfg)
     loco: dict[str, dict] = {}
     adapt_cost: list[dict] = []
@@ -152,21 +159,21 @@ def _recipe(cfg: ExperimentConfig, spec: CrossCorpusSpec, corpora: dict[str, pd.
                    neutral_rate=float(np.mean([s["neutral_rate"] for s in row["per_seed"]])),
                    recall={e: float(np.mean([s["recall"][e] for s in row["per_seed"]])) for e in row["per_seed"][0]["recall"]},
                    confusion=np.sum([s["confusion"] for s in row["per_seed"]], axis=0).tolist())
-    cv_row, cv_cost = _cv(cfg, spec, corpora, clips, memo, log, sources)
-    return {"trained_on": own, "loco": loco, "cv_seeds": spec.cv_seeds, "cv": cv_row,
+    cv_row, cv_cost = _cv(cfg, cv_seeds, corpora, clips, memo, log, sources)
+    return {"trained_on": own, "loco": loco, "cv_seeds": cv_seeds, "cv": cv_row,
             **({"adaptation": adapt_cost + cv_cost} if adapt_cost + cv_cost else {})}
 
 
-def _cv(cfg: ExperimentConfig, spec: CrossCorpusSpec, corpora: dict[str, pd.DataFrame], clips: dict[str, object],
+def _cv(cfg: ExperimentConfig, cv_seeds: list[int], corpora: dict[str, pd.DataFrame], clips: dict[str, object],
         memo: dict, log, sources: dict[str, object] | None = None) -> tuple[dict, list[dict]]:
-    """The RAVDESS 6-fold CV of a recipe once per `spec.cv_seeds`, the recipe's other corpora as training-only
+    """The RAVDESS 6-fold CV of a recipe once per seed of `cv_seeds`, the recipe's other corpora as training-only
     data (cv.run_fold never tests them): UA/WA means over seeds, the ± over folds of the seed-averaged folds,
     and each seed's mean. Returns it and the cost of any encoder adaptation."""
     manifest = pd.concat([corpora[c] for c in training_corpora(cfg)], ignore_index=True)
     ordered = [clips[c] for c in manifest["clip_id"]]
     fold_sources = [sources[c] for c in manifest["clip_id"]] if sources is not None else None
     per_seed, cost = [], []
-    for seed in spec.cv_seeds:
+    for seed in cv_seeds:
         seeded = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})})
         folds = [cv.run_fold(seeded, manifest, ordered, f, stats_memo=memo, sources=fold_sources)
                  for f in EMOBOX_FOLDS if (manifest["fold"] == f).any()]
@@ -337,6 +344,30 @@ def _features(cache: EmbeddingCache, union: pd.DataFrame, base: ExperimentConfig
     return cache, clips, stats, sources
 
 
+def judge(rows: list[dict], held_out: list[str]) -> list[str]:
+    """Apply the rule to measured recipes (`rows[0]` the baseline), in place: each row's leave-one-corpus-out
+    mean and its seed spread; each candidate's gain, CV change (on the seeds both were measured with) and
+    `adopt`. Returns the held-out corpora the baseline could be scored on (the mean is over these)."""
+    comparable = [h for h in held_out if h in rows[0]["loco"]]
+    for row in rows:
+        row["loco_mean"] = float(np.mean([row["loco"][h]["ua_mean"] for h in comparable])) if comparable else None
+        # the seed spread of the mean: a gain within it is a tie, however large the rule's margin
+        row["loco_mean_seed_std"] = float(np.std([np.mean([s["ua"] for s in per_seed]) for per_seed in zip(
+            *(row["loco"][h]["per_seed"] for h in comparable))])) if comparable else None
+    baseline_cv = {s["seed"]: s["ua"] for s in rows[0]["cv"].get("per_seed", [])}
+    for row in rows[1:]:
+        gain = row["loco_mean"] - rows[0]["loco_mean"] if comparable else 0.0
+        spread = max(row["loco_mean_seed_std"], rows[0]["loco_mean_seed_std"]) if comparable else 0.0
+        # a costly candidate may be measured on fewer CV seeds: compared with the baseline on those
+        paired = [s["ua"] - baseline_cv[s["seed"]] for s in row["cv"].get("per_seed", []) if s["seed"] in baseline_cv]
+        row["loco_gain"] = gain
+        row["cv_change"] = float(np.mean(paired)) if paired else row["cv"]["ua_mean"] - rows[0]["cv"]["ua_mean"]
+        row["cv_change_seed_std"] = float(np.std(paired)) if len(paired) > 1 else None
+        row["adopt"] = bool(gain >= ADOPT_LOCO_GAIN and gain > spread and -row["cv_change"] <= MAX_CV_LOSS)
+    rows[0]["adopt"] = False
+    return comparable
+
+
 def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
     start = time.perf_counter()
     log = print if progress else (lambda *_: None)
@@ -346,8 +377,8 @@ def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
     corpora = {name: cap_samples(CORPORA[name].read(), spec.max_clips) if name != "ravdess" else load_manifest(
         base.data.model_copy(update={"extra_train": []})) for name in everything}
     union = pd.concat(corpora.values(), ignore_index=True)
-    recipes = [("baseline: " + base.name + " (as served)", [], base)] + [
-        (c.name, c.set_, load_config(spec.base, [*c.set_, f"name={base.name}-crosscorpus-{i:02d}"]))
+    recipes = [("baseline: " + base.name + " (as served)", [], base, spec.cv_seeds)] + [
+        (c.name, c.set_, load_config(spec.base, [*c.set_, f"name={base.name}-crosscorpus-{i:02d}"]), c.cv_seeds or spec.cv_seeds)
         for i, c in enumerate(spec.candidates)]
     # Recipes behind another front end (encoder.level_dbfs, encoder.min_seconds) read other cached features:
     # one front end's corpus is held at a time (each is several GB), and only for recipes not measured before.
@@ -358,18 +389,18 @@ def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
         if (front := FrontEnd.of(cfg.encoder)) not in features:
             features.clear()
             memo.clear()
-            features[front] = _features(EmbeddingCache.of(cfg), union, base, [c for _, _, c in recipes
+            features[front] = _features(EmbeddingCache.of(cfg), union, base, [c for _, _, c, _ in recipes
                                                                               if FrontEnd.of(c.encoder) == front], progress)
         return features[front]
 
-    def measure(cfg: ExperimentConfig, cv_only: bool = False) -> dict:
+    def measure(cfg: ExperimentConfig, cv_seeds: list[int], cv_only: bool = False) -> dict:
         # in a function of its own: the clips it trained on are let go before another front end's are read
         own_cache, own_clips, _, own_sources = features_of(cfg)
         clips = with_copies(cfg, own_cache, corpora, own_clips)
         if cv_only:
-            cv_row, cost = _cv(cfg, spec, corpora, clips, memo, log, own_sources.get(cfg.adapt.layers))
-            return {"cv_seeds": spec.cv_seeds, "cv": cv_row, "cv_cost": cost}
-        return _recipe(cfg, spec, corpora, clips, memo, log, own_sources.get(cfg.adapt.layers))
+            cv_row, cost = _cv(cfg, cv_seeds, corpora, clips, memo, log, own_sources.get(cfg.adapt.layers))
+            return {"cv_seeds": cv_seeds, "cv": cv_row, "cv_cost": cost}
+        return _recipe(cfg, spec, cv_seeds, corpora, clips, memo, log, own_sources.get(cfg.adapt.layers))
 
     _, _, stats, _ = features_of(base)
     silent = no_speech_rates({h: corpora[h] for h in spec.held_out})
@@ -389,7 +420,7 @@ def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
         # read before any is rewritten: a re-based run moves rows between files
         measured = [json.loads(p.read_text()) for p in sorted(stored.glob("*.json"))]
         kept: set[Path] = set()
-        for i, (name, overrides, cfg) in enumerate(recipes):
+        for i, (name, overrides, cfg, cv_seeds) in enumerate(recipes):
             # One result file per recipe: an interrupted run resumes, and a recipe measured with the same
             # settings, held-out corpora and seeds is reused (as the ablation rows are), under whatever name
             # it had: the served recipe re-based onto a candidate keeps that candidate's measurements.
@@ -400,40 +431,25 @@ def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
             if row:
                 row.update(name=name, set=overrides)
                 # a row from before `cv_seeds` was measured with the recipe's own seed
-                if row.get("cv_seeds", [cfg.train.seed]) == spec.cv_seeds:
+                if row.get("cv_seeds", [cfg.train.seed]) == cv_seeds:
                     log(f"{name}: measured before, reused ({path.name})")
                 else:
-                    log(f"{name}: held-out corpora measured before ({path.name}); the RAVDESS CV over seeds {spec.cv_seeds}")
-                    fresh = measure(cfg, cv_only=True)
+                    log(f"{name}: held-out corpora measured before ({path.name}); the RAVDESS CV over seeds {cv_seeds}")
+                    fresh = measure(cfg, cv_seeds, cv_only=True)
                     cost = [a for a in row.pop("adaptation", []) if "cv_fold" not in a] + fresh.pop("cv_cost")
                     row.update(fresh, **({"adaptation": cost} if cost else {}))
             else:
                 log(f"{name}")
-                row = {"name": name, "set": overrides, **key, **measure(cfg)}
+                row = {"name": name, "set": overrides, **key, **measure(cfg, cv_seeds)}
             path.write_text(json.dumps(row, indent=1))
             rows.append(row)
             kept.add(path)
         for path in set(stored.glob("*.json")) - kept:  # recipes no longer in the spec (git keeps them)
             path.unlink()
-        comparable = [h for h in spec.held_out if h in rows[0]["loco"]]
         for i, row in enumerate(rows):
             mlflow.log_metrics({f"recipe{i}_cv_ua": row["cv"]["ua_mean"],
                                 **{f"recipe{i}_loco_{h}_ua": c["ua_mean"] for h, c in row["loco"].items()}})
-    comparable = [h for h in spec.held_out if h in rows[0]["loco"]]
-    for row in rows:
-        row["loco_mean"] = float(np.mean([row["loco"][h]["ua_mean"] for h in comparable])) if comparable else None
-        # the seed spread of the mean: a gain within it is a tie, however large the rule's margin
-        row["loco_mean_seed_std"] = float(np.std([np.mean([s["ua"] for s in per_seed]) for per_seed in zip(
-            *(row["loco"][h]["per_seed"] for h in comparable))])) if comparable else None
-    for row in rows[1:]:
-        gain = row["loco_mean"] - rows[0]["loco_mean"] if comparable else 0.0
-        spread = max(row["loco_mean_seed_std"], rows[0]["loco_mean_seed_std"]) if comparable else 0.0
-        row["loco_gain"], row["cv_change"] = gain, row["cv"]["ua_mean"] - rows[0]["cv"]["ua_mean"]
-        paired = [a["ua"] - b["ua"] for a, b in zip(row["cv"].get("per_seed", []), rows[0]["cv"].get("per_seed", []))
-                  if a["seed"] == b["seed"]]
-        row["cv_change_seed_std"] = float(np.std(paired)) if len(paired) > 1 else None
-        row["adopt"] = bool(gain >= ADOPT_LOCO_GAIN and gain > spread and -row["cv_change"] <= MAX_CV_LOSS)
-    rows[0]["adopt"] = False
+    comparable = judge(rows, spec.held_out)
     report = {"config": base.name, "run_id": parent.info.run_id, "encoder": base.encoder.name, "seeds": spec.seeds,
               "cv_seeds": spec.cv_seeds, "held_out": spec.held_out, "comparable": comparable,
               "corpora": {n: {"clips": len(df), "speakers": int(df["speaker"].nunique()), "language": CORPORA[n].language,

@@ -278,6 +278,8 @@ def crosscorpus_tables(report: dict) -> list[str]:
               "| recipe | UA | WA | UA by seed |", "|---|---|---|---|"]
     for row in report["recipes"]:
         seeds = " · ".join(_pct(s["ua"]) for s in row["cv"].get("per_seed", []))
+        if (own := row.get("cv_seeds", cv_seeds)) != cv_seeds:  # a costly candidate, compared on these seeds only
+            seeds += f" (seed{'s' if len(own) > 1 else ''} {', '.join(map(str, own))} only)"
         lines.append(f"| {row['name']} | {_pct(row['cv']['ua_mean'], row['cv']['ua_std'])} | {_pct(row['cv']['wa_mean'])} "
                      f"| {seeds or '—'} |")
     if adapted := report.get("adaptation"):

@@ -1,0 +1,48 @@
+"""The cross-corpus adoption rule (`crosscorpus.judge`) on hand-written measurements: what it adopts, what it
+calls a tie, and how a candidate measured on fewer CV seeds is compared."""
+
+from __future__ import annotations
+
+import pytest
+
+from emotion_core.research.crosscorpus import CrossCorpusSpec, judge
+
+
+def recipe(loco: dict[str, list[float]], cv: dict[int, float]) -> dict:
+    """A measured recipe: per-seed UAs of each held-out corpus, and each CV seed's UA."""
+    return {"loco": {h: {"ua_mean": sum(u) / len(u), "per_seed": [{"seed": i, "ua": x} for i, x in enumerate(u)]}
+                     for h, u in loco.items()},
+            "cv": {"ua_mean": sum(cv.values()) / len(cv), "per_seed": [{"seed": s, "ua": x} for s, x in cv.items()]}}
+
+
+BASE = recipe({"tess": [0.50, 0.52], "turev": [0.14, 0.16]}, {0: 0.76, 1: 0.78, 2: 0.77})
+
+
+def test_a_clear_gain_that_keeps_the_cv_is_adopted():
+    rows = [BASE, recipe({"tess": [0.56, 0.58], "turev": [0.18, 0.20]}, {0: 0.765, 1: 0.775, 2: 0.77})]
+    assert judge(rows, ["tess", "turev", "ravdess"]) == ["tess", "turev"]  # the baseline is never scored on RAVDESS
+    assert rows[1]["loco_gain"] == pytest.approx(0.05)
+    assert rows[1]["cv_change"] == pytest.approx(0.0)
+    assert rows[1]["adopt"] and not rows[0]["adopt"]
+
+
+def test_a_gain_within_the_seed_spread_is_a_tie():
+    rows = [BASE, recipe({"tess": [0.48, 0.68], "turev": [0.14, 0.16]}, {0: 0.76, 1: 0.78, 2: 0.77})]
+    judge(rows, ["tess", "turev"])
+    assert rows[1]["loco_gain"] == pytest.approx(0.035) and rows[1]["loco_mean_seed_std"] == pytest.approx(0.055)
+    assert not rows[1]["adopt"]
+
+
+def test_fewer_cv_seeds_are_compared_with_the_baselines_same_seeds():
+    # the baseline's seed 0 is its lowest: against its 3-seed mean this candidate would lose 1.2 pt and fail
+    rows = [BASE, recipe({"tess": [0.56, 0.58], "turev": [0.18, 0.20]}, {0: 0.758})]
+    judge(rows, ["tess", "turev"])
+    assert rows[1]["cv_change"] == pytest.approx(-0.002)
+    assert rows[1]["cv_change_seed_std"] is None  # one paired seed: no spread to show
+    assert rows[1]["adopt"]
+
+
+def test_a_candidate_may_name_its_own_cv_seeds():
+    spec = CrossCorpusSpec.model_validate({"cv_seeds": [0, 1, 2], "candidates": [
+        {"name": "adapted", "set": ["adapt.layers=1"], "cv_seeds": [0]}, {"name": "plain", "set": []}]})
+    assert [c.cv_seeds for c in spec.candidates] == [[0], None]
