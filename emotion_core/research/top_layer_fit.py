@@ -99,7 +99,7 @@ def fit_top_layers(encoder_name: str, sources: Sequence[torch.Tensor], clips: Se
     optimizer = torch.optim.AdamW([{"params": head.parameters(), "lr": adapt.head_lr},
                                    {"params": [p for p in top.parameters() if p.requires_grad], "lr": adapt.lr}],
                                   weight_decay=train.weight_decay)
-    y = torch.as_tensor(labels, dtype=torch.long)
+    y = torch.tensor(labels, dtype=torch.long)  # a copy: the labels may be a read-only view of a frame
 
     def val_ua() -> float:
         top.eval(), head.eval()
