@@ -26,6 +26,7 @@ import soundfile as sf
 import soxr
 
 from emotion_core.features import SAMPLE_RATE
+from emotion_core.vad import speech_segments
 
 AudioSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, np.ndarray]
 
@@ -120,6 +121,21 @@ def speed_perturb(audio: np.ndarray, speed: float) -> np.ndarray:
     if not 0.5 <= speed <= 2.0:
         raise ValueError(f"speed factor {speed} is outside [0.5, 2]")
     return np.ascontiguousarray(soxr.resample(audio, SAMPLE_RATE * speed, SAMPLE_RATE, quality="HQ"), dtype=np.float32)
+
+
+def speech_excerpt(audio: np.ndarray, shortest: float, longest: float, seed: int) -> np.ndarray:
+    """A word-length stretch of the clip's speech: `shortest`-`longest` s (drawn), starting anywhere in the span
+    from its first voiced segment's start to its last one's end (`vad.speech_segments`; the whole clip when it
+    has none), seeded. A training copy of the embedding cache (`train.excerpt_seconds`): a head that has
+    heard only sentences answers `fearful` to a single word."""
+    if not 0 < shortest <= longest:
+        raise ValueError(f"excerpt length must satisfy 0 < shortest <= longest, got {shortest}, {longest}")
+    rng = np.random.default_rng(seed)
+    segments = speech_segments(audio)
+    first, last = (segments[0].start, segments[-1].end) if segments else (0.0, len(audio) / SAMPLE_RATE)
+    length = rng.uniform(shortest, longest)
+    start = rng.uniform(first, max(first, last - length))
+    return audio[int(start * SAMPLE_RATE): int((start + length) * SAMPLE_RATE)]
 
 
 def load_pcm16(

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import yaml
 from platformdirs import user_cache_dir
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: The checkout root when running from the repo (editable install); otherwise the working directory.
@@ -160,6 +160,10 @@ class TrainConfig(_Section):
     #: beside the clips (`EmbeddingCache.attach_speed_variants`); per epoch each training clip is drawn
     #: from itself and its copies. Validation, test and serving read the clips as recorded.
     speed_perturb: list[float] = []
+    #: Word-length copies ([shortest, longest] seconds, e.g. [0.5, 1.2]; [] = none): one more cached encoder
+    #: pass, of a stretch of each clip's speech that long (`audio.speech_excerpt`), drawn per epoch like the
+    #: speed copies. Sentences alone teach the head that a single word sounds `fearful`.
+    excerpt_seconds: list[float] = []
     #: Recording-condition augmentation (e.g. [babble-10db, telephone]): keys of `degrade.CONDITIONS`, each one
     #: more cached encoder pass, drawn per epoch like the speed copies.
     augment: list[str] = []
@@ -170,6 +174,13 @@ class TrainConfig(_Section):
     #: corpus equally often (the small ones oversampled), the epoch keeping its size.
     corpus_sampling: Literal["natural", "balanced"] = "natural"
     num_threads: int | None = None
+
+    @field_validator("excerpt_seconds")
+    @classmethod
+    def _excerpt_range(cls, value: list[float]) -> list[float]:
+        if value and not (len(value) == 2 and 0 < value[0] <= value[1]):
+            raise ValueError(f"excerpt_seconds is [] or [shortest, longest] with 0 < shortest <= longest, got {value}")
+        return value
 
 
 class AdaptConfig(_Section):
@@ -210,6 +221,7 @@ def stable_hash(value: Any, length: int = 12) -> str:
 #: Settings added after results were stored, with the value that behaves exactly as before they existed: at
 #: that value they are left out of the fingerprint, so the stored results stay valid.
 FINGERPRINT_NEUTRAL: dict[tuple[str, str], Any] = {("train", "corpus_sampling"): "natural", ("train", "augment"): [],
+                                                    ("train", "excerpt_seconds"): [],
                                                     ("encoder", "level_dbfs"): None, ("encoder", "min_seconds"): 0.0}
 
 

@@ -35,7 +35,7 @@ from emotion_core.head.speaker import ADAPT_MIN_CLIPS, RunningProfile, SpeakerPr
 from emotion_core.labels import EMOTION_TO_INDEX, EMOTIONS
 from emotion_core.research import cv, metrics, probe, tracking
 from emotion_core.research.ablation import AblationRow, slug
-from emotion_core.research.cache import EmbeddingCache
+from emotion_core.research.cache import EmbeddingCache, training_copies
 from emotion_core.research.reporting import crosscorpus_markdown
 from emotion_core.research.top_layer_fit import AdaptResult, adapted_in_place, fit_top_layers, source_state
 from emotion_core.research.training import corpus_arguments, fit
@@ -123,9 +123,10 @@ def _fit_and_score(cfg: ExperimentConfig, train: pd.DataFrame, clips: dict[str, 
 
 def with_copies(cfg: ExperimentConfig, cache: EmbeddingCache, corpora: dict[str, pd.DataFrame],
                 clips: dict[str, object]) -> dict[str, object]:
-    """`clips` with the recipe's training copies (`train.speed_perturb`, `train.augment`) attached to every clip of
-    its training corpora, each copy encoded once where the cache lacks it; `clips` itself when it has none."""
-    if not (cfg.train.speed_perturb or cfg.train.augment):
+    """`clips` with the recipe's training copies (`train.speed_perturb`, `train.augment`, `train.excerpt_seconds`)
+    attached to every clip of its training corpora, each copy encoded once where the cache lacks it; `clips` itself
+    when it has none."""
+    if not training_copies(cfg.train):
         return clips
     manifest = pd.concat([corpora[c] for c in training_corpora(cfg)], ignore_index=True)
     copied = cache.attach_variants(manifest, [clips[c] for c in manifest["clip_id"]], cfg.train, cfg.model.frame_pool,

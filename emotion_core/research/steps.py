@@ -16,6 +16,7 @@ import pandas as pd
 from emotion_core.config import ExperimentConfig, reports_dir
 from emotion_core.data import load_manifest, split_actors, summarize
 from emotion_core.data import prepare as write_manifest
+from emotion_core.degrade import babble_pool
 from emotion_core.encoders import load_encoder
 from emotion_core.front_end import FrontEnd
 from emotion_core.head.batching import predict_logits
@@ -25,7 +26,7 @@ from emotion_core.head.packaging import ModelMeta, load_model_dir
 from emotion_core.head.speaker import clip_statistics
 from emotion_core.labels import EMOTIONS
 from emotion_core.research import cv, metrics, tracking
-from emotion_core.research.cache import EmbeddingCache, manifest_shard
+from emotion_core.research.cache import EmbeddingCache, copy_name, manifest_shard, needs_babble, training_copies
 from emotion_core.research.probe import fit_speaker_probe
 from emotion_core.research.reporting import cv_readme_text, model_card, update_generated_section
 from emotion_core.research.training import corpus_arguments, fit
@@ -61,8 +62,9 @@ def embed(cfg: ExperimentConfig, progress: bool = True, shard: str | None = None
         mlflow.log_params({"config": cfg.name, "encoder": encoder.name, "clips": len(manifest), "shard": shard or "all"})
         start = time.perf_counter()
         counts = cache.build(manifest, progress=progress)
-        for speed in cfg.train.speed_perturb:  # training copies (train.speed_perturb): one more pass each
-            counts[f"encoded_speed{speed:g}"] = cache.build(manifest, progress=progress, speed=speed)["encoded"]
+        babble = babble_pool() if needs_babble(cfg.train) else ()
+        for copy in training_copies(cfg.train):  # one more encoder pass per training copy
+            counts[f"encoded_{copy_name(**copy)}"] = cache.build(manifest, progress=progress, babble=babble, **copy)["encoded"]
         seconds = time.perf_counter() - start
         mlflow.log_metrics({"encoded": counts["encoded"], "cached": counts["cached"], "seconds": seconds})
     return {**counts, "seconds": seconds, "cache_dir": str(cache.root)}

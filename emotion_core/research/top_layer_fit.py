@@ -142,7 +142,7 @@ def adapted_in_place(top: TopLayers, clips: Sequence[ClipFeatures], sources: Seq
     Only the replaced states are held twice (not a second copy of the corpus), which bounds a fold's memory.
     Per-clip memos keyed by the clip objects are stale inside the block. Training copies are not adapted."""
     if any(clip.variants for clip in clips):
-        raise ValueError("adapt.layers does not combine with training copies (train.speed_perturb / augment) yet")
+        raise ValueError("adapt.layers does not combine with training copies (train.speed_perturb / augment / excerpt_seconds) yet")
     top.eval()
     first = top.first_state + 1
     frozen: list[torch.Tensor] = []

@@ -218,3 +218,33 @@ def test_recording_condition_copies_meet_the_cache(tmp_path):
         f.unlink()
     cache.build(manifest, progress=False, condition="telephone")  # rebuilt: the same degradation, the same file
     assert any(f.read_bytes() == first for f in tmp_path.glob("*-telephone.npz"))
+
+
+def test_word_length_copies_meet_the_cache(tmp_path):
+    """train.excerpt_seconds: one cached encoder pass of a 0.5-1.2 s stretch of each clip's speech (seeded by the
+    clip), attached as a training variant; without the front end's padding, each copy is that long."""
+    from emotion_core.config import load_config
+    from emotion_core.data import load_manifest
+    from emotion_core.encoders import load_encoder
+    from emotion_core.front_end import FrontEnd
+    from emotion_core.research.cache import EmbeddingCache
+
+    cfg = load_config("smoke", ["train.excerpt_seconds=[0.5, 1.2]"])
+    manifest = load_manifest(cfg.data).groupby("emotion").head(1).reset_index(drop=True)  # 8 real clips
+    unpadded = FrontEnd(level_dbfs=cfg.encoder.level_dbfs)
+    cache = EmbeddingCache(load_encoder(cfg.encoder.name, runtime="torch"), unpadded, root=tmp_path)
+    cache.build(manifest, progress=False)
+    clips = cache.attach_variants(manifest, cache.load(manifest, frame_pool=cfg.model.frame_pool), cfg.train,
+                                  cfg.model.frame_pool)
+    mel_per_second = 100  # the cache's log-mel rate (the head pools it later)
+    for clip in clips:
+        (word,) = clip.variants
+        assert 0.5 * mel_per_second - 2 <= word.mel.shape[-1] <= 1.2 * mel_per_second + 2 < clip.mel.shape[-1]
+        assert word.frame_pool == clip.frame_pool
+    files = sorted(tmp_path.glob("*-excerpt0.5-1.2s.npz"))
+    assert len(files) == 8
+    first = files[0].read_bytes()
+    files[0].unlink()
+    assert cache.build(manifest, progress=False, excerpt=(0.5, 1.2)) == {"cached": 7, "encoded": 1}
+    assert files[0].read_bytes() == first  # the same clip, the same stretch
+

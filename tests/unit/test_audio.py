@@ -12,8 +12,9 @@ import pytest
 import soundfile as sf
 import soxr
 
-from emotion_core.audio import AudioError, crop_or_pad, duration_seconds, load_audio, speed_perturb
+from emotion_core.audio import AudioError, crop_or_pad, duration_seconds, load_audio, speech_excerpt, speed_perturb
 from emotion_core.features import SAMPLE_RATE
+from emotion_core.vad import speech_segments
 
 DURATION_TOLERANCE_S = 0.020
 
@@ -257,3 +258,26 @@ def test_speed_perturbation_changes_tempo_and_pitch_together(speed):
     assert speed_perturb(tone, 1.0) is tone
     with pytest.raises(ValueError, match="outside"):
         speed_perturb(tone, 3.0)
+
+
+def test_speech_excerpt_is_a_seeded_word_length_stretch_of_the_speech():
+    """1 s of silence, 2 s of a voiced tone, 1 s of silence: each excerpt is 0.5-1.2 s, taken from the voiced
+    part (the VAD's span), the same for the same seed; silence alone gives a stretch of the clip itself."""
+    t = np.arange(2 * SAMPLE_RATE) / SAMPLE_RATE
+    voiced = (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 4 * t)) / 2).astype(np.float32)
+    silence = np.zeros(SAMPLE_RATE, np.float32)
+    clip = np.concatenate([silence, voiced, silence])
+    segments = speech_segments(clip)
+    first, last = segments[0], segments[-1]
+    lengths = set()
+    for seed in range(8):
+        out = speech_excerpt(clip, 0.5, 1.2, seed)
+        assert 0.5 * SAMPLE_RATE - 1 <= len(out) <= 1.2 * SAMPLE_RATE + 1
+        start = int(np.flatnonzero(np.all(np.lib.stride_tricks.sliding_window_view(clip, len(out)) == out, axis=1))[0])
+        assert first.start * SAMPLE_RATE - 1 <= start and start + len(out) <= last.end * SAMPLE_RATE + 1
+        assert np.array_equal(out, speech_excerpt(clip, 0.5, 1.2, seed))
+        lengths.add(len(out))
+    assert len(lengths) > 1  # the length is drawn, not fixed
+    assert 0 < len(speech_excerpt(np.zeros(3 * SAMPLE_RATE, np.float32), 0.5, 1.2, 0)) <= 1.2 * SAMPLE_RATE + 1
+    with pytest.raises(ValueError, match="shortest"):
+        speech_excerpt(clip, 1.2, 0.5, 0)

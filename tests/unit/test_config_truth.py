@@ -53,3 +53,10 @@ def test_a_typo_in_a_search_parameter_is_refused():
 
 def test_serving_windows_are_the_training_crop():
     assert windows.WINDOW_SECONDS == TrainConfig().crop_seconds == CROP_SECONDS
+
+
+@pytest.mark.parametrize("bad", [[0.5], [1.2, 0.5], [0.0, 1.0], [0.5, 1.0, 2.0]])
+def test_word_length_copies_need_a_shortest_and_a_longest(bad):
+    assert TrainConfig(excerpt_seconds=[0.5, 1.2]).excerpt_seconds == [0.5, 1.2]
+    with pytest.raises(ValidationError, match="excerpt_seconds"):
+        TrainConfig(excerpt_seconds=bad)
