@@ -177,7 +177,11 @@ def epoch_sampler(n: int, corpora: np.ndarray | None) -> Callable[[np.random.Gen
 def _fit_stats_lr(model: HybridEmotionCNN, clips: Sequence[ClipFeatures], labels: np.ndarray, c: float, seed: int,
                   memo: dict | None = None) -> None:
     """Fit the stats branch as StandardScaler + LogisticRegression on whole training clips (the linear
-    probe, made part of the model) and switch it on: final logits = CNN logits + probe logits."""
+    probe, made part of the model) and switch it on: final logits = CNN logits + probe logits. A clip's training
+    copies (`ClipFeatures.variants`) are training clips with its label here too, as they are for the CNN branches."""
+    copied = [(copy, label) for clip, label in zip(clips, labels) for copy in clip.variants]
+    if copied:
+        clips, labels = [*clips, *(copy for copy, _ in copied)], np.concatenate([labels, [label for _, label in copied]])
     # Keyed by the clip objects themselves and everything the fit reads; the entry holds the clips, so their
     # ids cannot be reused by other objects while the memo lives.
     key = (c, seed, tuple(model.stats.layers), tuple(map(id, clips)), labels.tobytes())

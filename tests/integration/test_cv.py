@@ -248,3 +248,17 @@ def test_word_length_copies_meet_the_cache(tmp_path):
     assert cache.build(manifest, progress=False, excerpt=(0.5, 1.2)) == {"cached": 7, "encoded": 1}
     assert files[0].read_bytes() == first  # the same clip, the same stretch
 
+    # The stats branch's closed-form fit reads the copies as training clips with their clip's label: the same
+    # logistic regression as on clips and copies given side by side.
+    from dataclasses import replace
+
+    import torch
+
+    from emotion_core.research.training import fit
+    stats_only = cfg.model.model_copy(update={"use_frames_branch": False, "use_mel_branch": False})
+    labels = manifest["label"].to_numpy()
+    with_copies = fit(clips, labels, stats_only, cfg.train, progress=False).model.stats.linear.weight
+    side_by_side = fit([*(replace(c, variants=()) for c in clips), *(c.variants[0] for c in clips)], np.concatenate([labels, labels]),
+                       stats_only, cfg.train, progress=False).model.stats.linear.weight
+    alone = fit([replace(c, variants=()) for c in clips], labels, stats_only, cfg.train, progress=False).model.stats.linear.weight
+    assert torch.equal(with_copies, side_by_side) and not torch.allclose(with_copies, alone)
