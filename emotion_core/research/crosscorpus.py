@@ -51,7 +51,8 @@ MAX_CV_LOSS = 0.01
 class Candidate(AblationRow):
     """A recipe to measure beside the base: a name, its overrides and, for a costly one, fewer CV seeds."""
     #: Seeds of its RAVDESS CV when fewer than the spec's (an adapted encoder costs ~30 min per seed); the rule
-    #: then compares it with the baseline's CV on the same seeds. None = the spec's `cv_seeds`.
+    #: then compares it with the baseline's CV on the same seeds. None = the spec's `cv_seeds`; [] = its held-out
+    #: corpora first, the CV not yet (undecided; a later run with seeds reuses the held-out rows).
     cv_seeds: list[int] | None = None
 
 
@@ -169,7 +170,9 @@ def _cv(cfg: ExperimentConfig, cv_seeds: list[int], corpora: dict[str, pd.DataFr
         memo: dict, log, sources: dict[str, object] | None = None) -> tuple[dict, list[dict]]:
     """The RAVDESS 6-fold CV of a recipe once per seed of `cv_seeds`, the recipe's other corpora as training-only
     data (cv.run_fold never tests them): UA/WA means over seeds, the ± over folds of the seed-averaged folds,
-    and each seed's mean. Returns it and the cost of any encoder adaptation."""
+    and each seed's mean ({} for no seeds: not measured yet). Returns it and the cost of any encoder adaptation."""
+    if not cv_seeds:
+        return {}, []
     manifest = pd.concat([corpora[c] for c in training_corpora(cfg)], ignore_index=True)
     ordered = [clips[c] for c in manifest["clip_id"]]
     fold_sources = [sources[c] for c in manifest["clip_id"]] if sources is not None else None
@@ -362,6 +365,9 @@ def judge(rows: list[dict], held_out: list[str]) -> list[str]:
         # a costly candidate may be measured on fewer CV seeds: compared with the baseline on those
         paired = [s["ua"] - baseline_cv[s["seed"]] for s in row["cv"].get("per_seed", []) if s["seed"] in baseline_cv]
         row["loco_gain"] = gain
+        if not row["cv"]:  # its CV not measured yet: undecided, never adopted
+            row.update(cv_change=None, cv_change_seed_std=None, adopt=False)
+            continue
         row["cv_change"] = float(np.mean(paired)) if paired else row["cv"]["ua_mean"] - rows[0]["cv"]["ua_mean"]
         row["cv_change_seed_std"] = float(np.std(paired)) if len(paired) > 1 else None
         row["adopt"] = bool(gain >= ADOPT_LOCO_GAIN and gain > spread and -row["cv_change"] <= MAX_CV_LOSS)
@@ -379,7 +385,8 @@ def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
         base.data.model_copy(update={"extra_train": []})) for name in everything}
     union = pd.concat(corpora.values(), ignore_index=True)
     recipes = [("baseline: " + base.name + " (as served)", [], base, spec.cv_seeds)] + [
-        (c.name, c.set_, load_config(spec.base, [*c.set_, f"name={base.name}-crosscorpus-{i:02d}"]), c.cv_seeds or spec.cv_seeds)
+        (c.name, c.set_, load_config(spec.base, [*c.set_, f"name={base.name}-crosscorpus-{i:02d}"]),
+         spec.cv_seeds if c.cv_seeds is None else c.cv_seeds)
         for i, c in enumerate(spec.candidates)]
     # Recipes behind another front end (encoder.level_dbfs, encoder.min_seconds) read other cached features:
     # one front end's corpus is held at a time (each is several GB), and only for recipes not measured before.
@@ -448,7 +455,7 @@ def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
         for path in set(stored.glob("*.json")) - kept:  # recipes no longer in the spec (git keeps them)
             path.unlink()
         for i, row in enumerate(rows):
-            mlflow.log_metrics({f"recipe{i}_cv_ua": row["cv"]["ua_mean"],
+            mlflow.log_metrics({**({f"recipe{i}_cv_ua": row["cv"]["ua_mean"]} if row["cv"] else {}),
                                 **{f"recipe{i}_loco_{h}_ua": c["ua_mean"] for h, c in row["loco"].items()}})
     comparable = judge(rows, spec.held_out)
     report = {"config": base.name, "run_id": parent.info.run_id, "encoder": base.encoder.name, "seeds": spec.seeds,

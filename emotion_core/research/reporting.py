@@ -278,6 +278,9 @@ def crosscorpus_tables(report: dict) -> list[str]:
               "| recipe | UA | WA | UA by seed |", "|---|---|---|---|"]
     for row in report["recipes"]:
         seeds = " · ".join(_pct(s["ua"]) for s in row["cv"].get("per_seed", []))
+        if not row["cv"]:
+            lines.append(f"| {row['name']} | not measured yet | — | — |")
+            continue
         if (own := row.get("cv_seeds", cv_seeds)) != cv_seeds:  # a costly candidate, compared on these seeds only
             seeds += f" (seed{'s' if len(own) > 1 else ''} {', '.join(map(str, own))} only)"
         lines.append(f"| {row['name']} | {_pct(row['cv']['ua_mean'], row['cv']['ua_std'])} | {_pct(row['cv']['wa_mean'])} "
@@ -300,6 +303,17 @@ def crosscorpus_tables(report: dict) -> list[str]:
     return lines
 
 
+def _verdict(r: dict, baseline: dict) -> str:
+    """One candidate's line under the adoption rule."""
+    head = (f"* {r['name']}: mean {r['loco_gain'] * 100:+.1f} pt (seed spread ± {r['loco_mean_seed_std'] * 100:.1f} pt, "
+            f"baseline's ± {baseline['loco_mean_seed_std'] * 100:.1f} pt), ")
+    if r["cv_change"] is None:
+        return head + "RAVDESS CV not measured yet (`cv_seeds: []`) → **undecided**." + _adapting(r)
+    return (head + f"RAVDESS CV {r['cv_change'] * 100:+.1f} pt"
+            + (f" (± {r['cv_change_seed_std'] * 100:.1f} pt over seeds)" if r.get("cv_change_seed_std") is not None else "")
+            + f" → **{'passes: adopt it as the served recipe' if r['adopt'] else 'not adopted'}**." + _adapting(r))
+
+
 def _adapting(recipe: dict) -> str:
     """What adapting the encoder cost a cross-corpus recipe (its `adaptation` fits), or nothing."""
     fits = recipe.get("adaptation", [])
@@ -320,11 +334,7 @@ def crosscorpus_markdown(report: dict) -> str:
               f"A candidate replaces the served recipe when its leave-one-corpus-out mean rises by ≥ {rule['loco_gain'] * 100:.0f} pt "
               "and by more than the seed spread of that mean (a smaller gain is a tie), while its RAVDESS CV UA falls by "
               f"≤ {rule['max_cv_loss'] * 100:.0f} pt, in the same run:", "",
-              *(f"* {r['name']}: mean {r['loco_gain'] * 100:+.1f} pt (seed spread ± {r['loco_mean_seed_std'] * 100:.1f} pt, "
-                f"baseline's ± {report['recipes'][0]['loco_mean_seed_std'] * 100:.1f} pt), RAVDESS CV {r['cv_change'] * 100:+.1f} pt"
-                + (f" (± {r['cv_change_seed_std'] * 100:.1f} pt over seeds)" if r.get("cv_change_seed_std") is not None else "")
-                + " "
-                f"→ **{'passes: adopt it as the served recipe' if r['adopt'] else 'not adopted'}**." + _adapting(r) for r in report["recipes"][1:]), "",
+              *(_verdict(r, report["recipes"][0]) for r in report["recipes"][1:]), "",
               "## Per-user calibration on voices it never heard", "",
               "The shipped speaker-normalised probe (`Predictor.enroll`, fit on every RAVDESS actor), each held-out clip "
               "scored with a profile from 10 other unlabeled clips of its own speaker:", ""]

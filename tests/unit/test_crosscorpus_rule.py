@@ -46,3 +46,15 @@ def test_a_candidate_may_name_its_own_cv_seeds():
     spec = CrossCorpusSpec.model_validate({"cv_seeds": [0, 1, 2], "candidates": [
         {"name": "adapted", "set": ["adapt.layers=1"], "cv_seeds": [0]}, {"name": "plain", "set": []}]})
     assert [c.cv_seeds for c in spec.candidates] == [[0], None]
+
+
+def test_a_candidate_whose_cv_is_not_measured_yet_is_undecided():
+    """`cv_seeds: []`: the held-out corpora first (a costly recipe), the CV in a later run; never adopted meanwhile."""
+    from emotion_core.research.reporting import _verdict
+
+    rows = [BASE, {**recipe({"tess": [0.56, 0.58], "turev": [0.28, 0.30]}, {0: 0.77}), "cv": {}, "name": "costly"}]
+    judge(rows, ["tess", "turev"])
+    assert rows[1]["loco_gain"] == pytest.approx(0.10) and rows[1]["cv_change"] is None and not rows[1]["adopt"]
+    assert "undecided" in _verdict(rows[1], rows[0])
+    spec = CrossCorpusSpec.model_validate({"candidates": [{"name": "costly", "set": [], "cv_seeds": []}]})
+    assert spec.candidates[0].cv_seeds == []  # not the spec's seeds
