@@ -255,36 +255,34 @@ def _pct(mean: float, std: float | None = None) -> str:
 
 
 def crosscorpus_tables(report: dict) -> list[str]:
-    """The two headline tables of crosscorpus.json: leave-one-corpus-out, and the RAVDESS CV."""
+    """The headline table of crosscorpus.json, one row per recipe: leave-one-corpus-out beside the RAVDESS CV."""
     held = report["held_out"]
     names = {"ravdess": "RAVDESS", "tess": "TESS", "turev": "TurEV-DB"}
     comparable = ", ".join(names.get(h, h) for h in report["comparable"])
+    cv_seeds = report.get("cv_seeds", [0])
     lines = [f"Leave one corpus out: UA over the held-out corpus' own classes, the 8-way answer as served, mean ± std "
-             f"over seeds {', '.join(map(str, report['seeds']))}:", "",
-             "| recipe | " + " | ".join(f"held-out {names.get(h, h)}" for h in held) + f" | mean ({comparable}) |",
-             "|---|" + "---|" * (len(held) + 1)]
+             f"over seeds {', '.join(map(str, report['seeds']))}. Beside it the RAVDESS 6-fold actor-held-out CV (EmoBox "
+             f"folds; other corpora only ever train), mean over seed{'s' if len(cv_seeds) > 1 else ''} "
+             f"{', '.join(map(str, cv_seeds))} ± over folds:", "",
+             "| recipe | " + " | ".join(f"held-out {names.get(h, h)}" for h in held) + f" | mean ({comparable}) "
+             "| RAVDESS CV UA | CV WA | UA by seed |",
+             "|---|" + "---|" * (len(held) + 4)]
     for row in report["recipes"]:
         cells = [_pct(row["loco"][h]["ua_mean"], row["loco"][h]["ua_std"]) if h in row["loco"] else "—" for h in held]
         mean = _pct(row["loco_mean"]) if row.get("loco_mean") is not None else "—"
-        lines.append(f"| {row['name']} | " + " | ".join(cells) + f" | {mean} |")
+        if row["cv"]:
+            seeds = " · ".join(_pct(s["ua"]) for s in row["cv"].get("per_seed", []))
+            if (own := row.get("cv_seeds", cv_seeds)) != cv_seeds:  # a costly candidate, compared on these seeds only
+                seeds += f" (seed{'s' if len(own) > 1 else ''} {', '.join(map(str, own))} only)"
+            cv = [_pct(row["cv"]["ua_mean"], row["cv"]["ua_std"]), _pct(row["cv"]["wa_mean"]), seeds or "—"]
+        else:
+            cv = ["not measured yet", "—", "—"]
+        lines.append(f"| {row['name']} | " + " | ".join([*cells, mean, *cv]) + " |")
     if ref := report.get("within_corpus"):
         lines += ["", "For scale, each corpus learnt from its own labels (the linear probe trained on its other speakers, "
                   "scored on each in turn; RAVDESS by its EmoBox folds): "
                   + ", ".join(f"{names.get(h, h)} {_pct(c['ua'])}" for h, c in ref.items())
                   + ". The distance from these to the rows above is what a new corpus' voices cost."]
-    cv_seeds = report.get("cv_seeds", [0])
-    lines += ["", f"RAVDESS 6-fold actor-held-out CV (EmoBox folds; other corpora only ever train), mean over seed"
-              f"{'s' if len(cv_seeds) > 1 else ''} {', '.join(map(str, cv_seeds))} ± over folds:", "",
-              "| recipe | UA | WA | UA by seed |", "|---|---|---|---|"]
-    for row in report["recipes"]:
-        seeds = " · ".join(_pct(s["ua"]) for s in row["cv"].get("per_seed", []))
-        if not row["cv"]:
-            lines.append(f"| {row['name']} | not measured yet | — | — |")
-            continue
-        if (own := row.get("cv_seeds", cv_seeds)) != cv_seeds:  # a costly candidate, compared on these seeds only
-            seeds += f" (seed{'s' if len(own) > 1 else ''} {', '.join(map(str, own))} only)"
-        lines.append(f"| {row['name']} | {_pct(row['cv']['ua_mean'], row['cv']['ua_std'])} | {_pct(row['cv']['wa_mean'])} "
-                     f"| {seeds or '—'} |")
     if adapted := report.get("adaptation"):
         base = report["recipes"][0]
         cold = [_pct(base["loco"][h]["ua_mean"], base["loco"][h]["ua_std"]) if h in base["loco"] else
