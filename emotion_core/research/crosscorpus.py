@@ -179,8 +179,10 @@ def _cv(cfg: ExperimentConfig, cv_seeds: list[int], corpora: dict[str, pd.DataFr
     per_seed, cost = [], []
     for seed in cv_seeds:
         seeded = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})})
-        folds = [cv.run_fold(seeded, manifest, ordered, f, stats_memo=memo, sources=fold_sources)
-                 for f in EMOBOX_FOLDS if (manifest["fold"] == f).any()]
+        folds = []
+        for f in (f for f in EMOBOX_FOLDS if (manifest["fold"] == f).any()):
+            folds.append(cv.run_fold(seeded, manifest, ordered, f, stats_memo=memo, sources=fold_sources))
+            log(f"  {cfg.name} seed {seed}: RAVDESS fold {f} of {len(EMOBOX_FOLDS)} trained (best epoch {folds[-1].best_epoch})")
         per_seed.append({"seed": seed, **cv.summarise(manifest, folds)})
         log(f"  {cfg.name} seed {seed}: RAVDESS CV UA {per_seed[-1]['ua_mean']:.3f} ± {per_seed[-1]['ua_std']:.3f}")
         cost += [{"cv_fold": f.fold, "seed": seed, "best_epoch": f.adaptation.best_epoch, "seconds": f.adaptation.seconds}
@@ -342,7 +344,9 @@ def _features(cache: EmbeddingCache, union: pd.DataFrame, base: ExperimentConfig
     clips, stats = {}, {}
     sources: dict[int, dict[str, object]] = {cfg.adapt.layers: {} for cfg in recipes if cfg.adapt.layers}
     for clip_id, clip in zip(union["clip_id"], cache.iter(union, progress=progress)):
-        clips[clip_id], stats[clip_id] = clip.pooled(base.model.frame_pool), clip_statistics(clip)
+        # pooled as the head prepares them, so every fit gets these very objects and the stats memo serves all folds
+        clips[clip_id] = clip.pooled(base.model.frame_pool, base.model.mel_pool)
+        stats[clip_id] = clip_statistics(clip)
         for n, rows in sources.items():
             rows[clip_id] = source_state(clip, base.adapt.model_copy(update={"layers": n}))
     return cache, clips, stats, sources
@@ -379,15 +383,19 @@ def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
     start = time.perf_counter()
     log = print if progress else (lambda *_: None)
     base = load_config(spec.base)
+    recipes = [("baseline: " + base.name + " (as served)", [], base, spec.cv_seeds)] + [
+        (c.name, c.set_, load_config(spec.base, [*c.set_, f"name={base.name}-crosscorpus-{i:02d}"]),
+         spec.cv_seeds if c.cv_seeds is None else c.cv_seeds)
+        for i, c in enumerate(spec.candidates)]
+    for name, _, cfg, _ in recipes[1:]:  # every recipe reads one pooled view of the features
+        if (cfg.model.frame_pool, cfg.model.mel_pool) != (base.model.frame_pool, base.model.mel_pool):
+            raise ValueError(f"candidate {name!r}: model.frame_pool and model.mel_pool must be the base's "
+                             "(make ablate compares poolings)")
     everything = sorted({*spec.held_out, *training_corpora(base),
                          *(c for cand in spec.candidates for c in training_corpora(load_config(spec.base, cand.set_)))})
     corpora = {name: cap_samples(CORPORA[name].read(), spec.max_clips) if name != "ravdess" else load_manifest(
         base.data.model_copy(update={"extra_train": []})) for name in everything}
     union = pd.concat(corpora.values(), ignore_index=True)
-    recipes = [("baseline: " + base.name + " (as served)", [], base, spec.cv_seeds)] + [
-        (c.name, c.set_, load_config(spec.base, [*c.set_, f"name={base.name}-crosscorpus-{i:02d}"]),
-         spec.cv_seeds if c.cv_seeds is None else c.cv_seeds)
-        for i, c in enumerate(spec.candidates)]
     # Recipes behind another front end (encoder.level_dbfs, encoder.min_seconds) read other cached features:
     # one front end's corpus is held at a time (each is several GB), and only for recipes not measured before.
     features: dict[FrontEnd, tuple] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from emotion_core.research.crosscorpus import CrossCorpusSpec, judge
+from emotion_core.research.crosscorpus import CrossCorpusSpec, judge, run
 
 
 def recipe(loco: dict[str, list[float]], cv: dict[int, float]) -> dict:
@@ -58,3 +58,10 @@ def test_a_candidate_whose_cv_is_not_measured_yet_is_undecided():
     assert "undecided" in _verdict(rows[1], rows[0])
     spec = CrossCorpusSpec.model_validate({"candidates": [{"name": "costly", "set": [], "cv_seeds": []}]})
     assert spec.candidates[0].cv_seeds == []  # not the spec's seeds
+
+
+def test_a_candidate_with_another_pooling_is_refused_before_any_data_is_read():
+    spec = CrossCorpusSpec(base="smoke", held_out=["tess"], seeds=[0],
+                           candidates=[{"name": "finer log-mel", "set": ["model.mel_pool=1"]}])
+    with pytest.raises(ValueError, match="finer log-mel.*mel_pool must be the base's"):
+        run(spec, progress=False)
