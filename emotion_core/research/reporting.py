@@ -301,15 +301,20 @@ def crosscorpus_tables(report: dict) -> list[str]:
     return lines
 
 
-def _verdict(r: dict, baseline: dict) -> str:
-    """One candidate's line under the adoption rule."""
+def _verdict(r: dict, baseline: dict, rule: dict) -> str:
+    """One candidate's line under the adoption rule, naming the part of the rule a rejected one fails."""
+    spread = max(r["loco_mean_seed_std"], baseline["loco_mean_seed_std"])
     head = (f"* {r['name']}: mean {r['loco_gain'] * 100:+.1f} pt (seed spread ± {r['loco_mean_seed_std'] * 100:.1f} pt, "
             f"baseline's ± {baseline['loco_mean_seed_std'] * 100:.1f} pt), ")
     if r["cv_change"] is None:
         return head + "RAVDESS CV not measured yet (`cv_seeds: []`) → **undecided**." + _adapting(r)
-    return (head + f"RAVDESS CV {r['cv_change'] * 100:+.1f} pt"
+    fails = [*([f"gains under {rule['loco_gain'] * 100:.0f} pt"] if r["loco_gain"] < rule["loco_gain"] else []),
+             *(["a tie within the seed spread"] if 0 < r["loco_gain"] <= spread else []),
+             *([f"the CV loses more than {rule['max_cv_loss'] * 100:.0f} pt"] if -r["cv_change"] > rule["max_cv_loss"] else [])]
+    return (head + f"RAVDESS CV {r['cv_change'] * 100:+.2f} pt"
             + (f" (± {r['cv_change_seed_std'] * 100:.1f} pt over seeds)" if r.get("cv_change_seed_std") is not None else "")
-            + f" → **{'passes: adopt it as the served recipe' if r['adopt'] else 'not adopted'}**." + _adapting(r))
+            + f" → **{'passes: adopt it as the served recipe' if r['adopt'] else 'not adopted'}**"
+            + (f" ({'; '.join(fails)})" if fails and not r["adopt"] else "") + "." + _adapting(r))
 
 
 def _adapting(recipe: dict) -> str:
@@ -332,7 +337,7 @@ def crosscorpus_markdown(report: dict) -> str:
               f"A candidate replaces the served recipe when its leave-one-corpus-out mean rises by ≥ {rule['loco_gain'] * 100:.0f} pt "
               "and by more than the seed spread of that mean (a smaller gain is a tie), while its RAVDESS CV UA falls by "
               f"≤ {rule['max_cv_loss'] * 100:.0f} pt, in the same run:", "",
-              *(_verdict(r, report["recipes"][0]) for r in report["recipes"][1:]), "",
+              *(_verdict(r, report["recipes"][0], rule) for r in report["recipes"][1:]), "",
               "## Per-user calibration on voices it never heard", "",
               "The shipped speaker-normalised probe (`Predictor.enroll`, fit on every RAVDESS actor), each held-out clip "
               "scored with a profile from 10 other unlabeled clips of its own speaker:", ""]

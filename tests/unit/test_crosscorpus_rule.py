@@ -15,6 +15,7 @@ def recipe(loco: dict[str, list[float]], cv: dict[int, float]) -> dict:
             "cv": {"ua_mean": sum(cv.values()) / len(cv), "per_seed": [{"seed": s, "ua": x} for s, x in cv.items()]}}
 
 
+RULE = {"loco_gain": 0.03, "max_cv_loss": 0.01}
 BASE = recipe({"tess": [0.50, 0.52], "turev": [0.14, 0.16]}, {0: 0.76, 1: 0.78, 2: 0.77})
 
 
@@ -55,7 +56,7 @@ def test_a_candidate_whose_cv_is_not_measured_yet_is_undecided():
     rows = [BASE, {**recipe({"tess": [0.56, 0.58], "turev": [0.28, 0.30]}, {0: 0.77}), "cv": {}, "name": "costly"}]
     judge(rows, ["tess", "turev"])
     assert rows[1]["loco_gain"] == pytest.approx(0.10) and rows[1]["cv_change"] is None and not rows[1]["adopt"]
-    assert "undecided" in _verdict(rows[1], rows[0])
+    assert "undecided" in _verdict(rows[1], rows[0], RULE)
     spec = CrossCorpusSpec.model_validate({"candidates": [{"name": "costly", "set": [], "cv_seeds": []}]})
     assert spec.candidates[0].cv_seeds == []  # not the spec's seeds
 
@@ -65,3 +66,16 @@ def test_a_candidate_with_another_pooling_is_refused_before_any_data_is_read():
                            candidates=[{"name": "finer log-mel", "set": ["model.mel_pool=1"]}])
     with pytest.raises(ValueError, match="finer log-mel.*mel_pool must be the base's"):
         run(spec, progress=False)
+
+
+def test_a_rejected_candidate_is_told_which_part_of_the_rule_it_fails():
+    from emotion_core.research.reporting import _verdict
+
+    # the held-out corpora gain 5 pt, but the paired CV seed loses 1.1 pt (the limit is 1)
+    rows = [BASE, {**recipe({"tess": [0.56, 0.58], "turev": [0.18, 0.20]}, {0: 0.749}), "name": "costly"}]
+    judge(rows, ["tess", "turev"])
+    line = _verdict(rows[1], rows[0], RULE)
+    assert not rows[1]["adopt"] and "RAVDESS CV -1.10 pt" in line and "(the CV loses more than 1 pt)" in line
+    rows = [BASE, {**recipe({"tess": [0.50, 0.53], "turev": [0.14, 0.16]}, {0: 0.77}), "name": "small"}]
+    judge(rows, ["tess", "turev"])
+    assert "(gains under 3 pt; a tie within the seed spread)" in _verdict(rows[1], rows[0], RULE)
