@@ -167,24 +167,31 @@ def _recipe(cfg: ExperimentConfig, spec: CrossCorpusSpec, cv_seeds: list[int], c
 
 
 def _cv(cfg: ExperimentConfig, cv_seeds: list[int], corpora: dict[str, pd.DataFrame], clips: dict[str, object],
-        memo: dict, log, sources: dict[str, object] | None = None) -> tuple[dict, list[dict]]:
+        memo: dict, log, sources: dict[str, object] | None = None,
+        measured: dict[int, dict] | None = None) -> tuple[dict, list[dict]]:
     """The RAVDESS 6-fold CV of a recipe once per seed of `cv_seeds`, the recipe's other corpora as training-only
     data (cv.run_fold never tests them): UA/WA means over seeds, the ± over folds of the seed-averaged folds,
-    and each seed's mean ({} for no seeds: not measured yet). Returns it and the cost of any encoder adaptation."""
+    and each seed's mean and folds ({} for no seeds: not measured yet). A seed in `measured` (`measured_seeds`
+    of the stored row) is reused, not trained again. Returns it and the cost of any encoder adaptation."""
     if not cv_seeds:
         return {}, []
     manifest = pd.concat([corpora[c] for c in training_corpora(cfg)], ignore_index=True)
-    ordered = [clips[c] for c in manifest["clip_id"]]
+    ordered = [clips[c] for c in manifest["clip_id"]] if clips else []  # none when every seed is reused
     fold_sources = [sources[c] for c in manifest["clip_id"]] if sources is not None else None
     per_seed, cost = [], []
     for seed in cv_seeds:
+        if measured and seed in measured:
+            per_seed.append(measured[seed])
+            log(f"  {cfg.name} seed {seed}: RAVDESS CV measured before, reused")
+            continue
         seeded = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})})
         folds = []
         for f in (f for f in EMOBOX_FOLDS if (manifest["fold"] == f).any()):
             folds.append(cv.run_fold(seeded, manifest, ordered, f, stats_memo=memo, sources=fold_sources))
             log(f"  {cfg.name} seed {seed}: RAVDESS fold {f} of {len(EMOBOX_FOLDS)} trained (best epoch {folds[-1].best_epoch})")
-        per_seed.append({"seed": seed, **cv.summarise(manifest, folds)})
-        log(f"  {cfg.name} seed {seed}: RAVDESS CV UA {per_seed[-1]['ua_mean']:.3f} ± {per_seed[-1]['ua_std']:.3f}")
+        summary = cv.summarise(manifest, folds)
+        per_seed.append({"seed": seed, "ua": summary["ua_mean"], "wa": summary["wa_mean"], "per_fold": summary["per_fold"]})
+        log(f"  {cfg.name} seed {seed}: RAVDESS CV UA {summary['ua_mean']:.3f} ± {summary['ua_std']:.3f}")
         cost += [{"cv_fold": f.fold, "seed": seed, "best_epoch": f.adaptation.best_epoch, "seconds": f.adaptation.seconds}
                  for f in folds if f.adaptation is not None]
     per_fold = [{"fold": fold["fold"], **{m: float(np.mean([s["per_fold"][i][m] for s in per_seed]))
@@ -192,9 +199,17 @@ def _cv(cfg: ExperimentConfig, cv_seeds: list[int], corpora: dict[str, pd.DataFr
                 for i, fold in enumerate(per_seed[0]["per_fold"])]
     uas = [f["ua"] for f in per_fold]
     return {"ua_mean": float(np.mean(uas)), "ua_std": float(np.std(uas)),
-            "wa_mean": float(np.mean([s["wa_mean"] for s in per_seed])), "per_fold": per_fold,
-            "per_seed": [{"seed": s["seed"], "ua": s["ua_mean"], "wa": s["wa_mean"]} for s in per_seed],
-            "seed_std": float(np.std([s["ua_mean"] for s in per_seed]))}, cost
+            "wa_mean": float(np.mean([s["wa"] for s in per_seed])), "per_fold": per_fold, "per_seed": per_seed,
+            "seed_std": float(np.std([s["ua"] for s in per_seed]))}, cost
+
+
+def measured_seeds(row: dict) -> dict[int, dict]:
+    """The CV seeds a stored row can give back whole (mean and folds), by seed. A row from before each seed's
+    folds were kept gives its only seed back (its folds are that seed's); a multi-seed one gives none."""
+    per_seed = row.get("cv", {}).get("per_seed", [])
+    if len(per_seed) == 1 and "per_fold" not in per_seed[0]:
+        return {per_seed[0]["seed"]: {**per_seed[0], "per_fold": row["cv"]["per_fold"]}}
+    return {s["seed"]: s for s in per_seed if "per_fold" in s}
 
 
 def speaker_probe_of(df: pd.DataFrame, stats: dict[str, np.ndarray]) -> SpeakerProbe:
@@ -409,12 +424,16 @@ def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
                                                                               if FrontEnd.of(c.encoder) == front], progress)
         return features[front]
 
-    def measure(cfg: ExperimentConfig, cv_seeds: list[int], cv_only: bool = False) -> dict:
+    def measure(cfg: ExperimentConfig, cv_seeds: list[int], cv_only: bool = False,
+                measured: dict[int, dict] | None = None) -> dict:
         # in a function of its own: the clips it trained on are let go before another front end's are read
+        if cv_only and set(cv_seeds) <= set(measured or {}):  # every seed stored: nothing to load
+            return {"cv_seeds": cv_seeds, "cv": _cv(cfg, cv_seeds, corpora, {}, memo, log, measured=measured)[0],
+                    "cv_cost": []}
         own_cache, own_clips, _, own_sources = features_of(cfg)
         clips = with_copies(cfg, own_cache, corpora, own_clips)
         if cv_only:
-            cv_row, cost = _cv(cfg, cv_seeds, corpora, clips, memo, log, own_sources.get(cfg.adapt.layers))
+            cv_row, cost = _cv(cfg, cv_seeds, corpora, clips, memo, log, own_sources.get(cfg.adapt.layers), measured)
             return {"cv_seeds": cv_seeds, "cv": cv_row, "cv_cost": cost}
         return _recipe(cfg, spec, cv_seeds, corpora, clips, memo, log, own_sources.get(cfg.adapt.layers))
 
@@ -451,8 +470,9 @@ def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
                     log(f"{name}: measured before, reused ({path.name})")
                 else:
                     log(f"{name}: held-out corpora measured before ({path.name}); the RAVDESS CV over seeds {cv_seeds}")
-                    fresh = measure(cfg, cv_seeds, cv_only=True)
-                    cost = [a for a in row.pop("adaptation", []) if "cv_fold" not in a] + fresh.pop("cv_cost")
+                    reused = {seed: s for seed, s in measured_seeds(row).items() if seed in cv_seeds}
+                    fresh = measure(cfg, cv_seeds, cv_only=True, measured=reused)
+                    cost = [a for a in row.pop("adaptation", []) if "cv_fold" not in a or a["seed"] in reused] + fresh.pop("cv_cost")
                     row.update(fresh, **({"adaptation": cost} if cost else {}))
             else:
                 log(f"{name}")

@@ -99,9 +99,9 @@ def test_a_second_run_reuses_what_it_measured(report: dict) -> None:
     assert again["seconds"] < report["seconds"]
 
 
-def test_more_cv_seeds_or_a_new_name_remeasure_only_what_changed(report: dict, smoke_cfg) -> None:
+def test_more_cv_seeds_or_a_new_name_remeasure_only_what_changed(report: dict, smoke_cfg, monkeypatch) -> None:
     """A row is found by what it measured, not by its name or file (a re-based run moves rows between files),
-    and asking for more CV seeds re-measures the CV only."""
+    and asking for more CV seeds measures the new seeds' CV only."""
     spec = crosscorpus.CrossCorpusSpec(base="smoke", held_out=["tess", "turev", "ravdess"], seeds=[0], cv_seeds=[0, 1],
                                        max_clips=120, candidates=[{"name": "renamed", "set": ["data.extra_train=[tess, turev]"]}])
     again = crosscorpus.run(spec, progress=False)
@@ -115,6 +115,14 @@ def test_more_cv_seeds_or_a_new_name_remeasure_only_what_changed(report: dict, s
     stored = reports_dir(smoke_cfg) / "crosscorpus"
     assert sorted(p.name for p in stored.glob("*.json")) == ["00-baseline-smoke-as-served.json", "01-renamed.json"]
     assert "UA by seed" in (reports_dir(smoke_cfg) / "crosscorpus.md").read_text()
+    # each seed's folds are stored: a run asking for a seed measured before trains nothing
+    def no_training(*_, **__):
+        raise AssertionError("a stored CV seed was trained again")
+
+    monkeypatch.setattr(crosscorpus.cv, "run_fold", no_training)
+    only = crosscorpus.run(spec.model_copy(update={"cv_seeds": [1]}), progress=False)
+    for both, one in zip(again["recipes"], only["recipes"]):
+        assert one["cv"]["per_seed"] == [both["cv"]["per_seed"][1]] and one["cv"]["per_fold"] == both["cv"]["per_seed"][1]["per_fold"]
 
 
 def test_robustness_report_shrunk(mlflow_store, smoke_cfg) -> None:

@@ -79,3 +79,15 @@ def test_a_rejected_candidate_is_told_which_part_of_the_rule_it_fails():
     rows = [BASE, {**recipe({"tess": [0.50, 0.53], "turev": [0.14, 0.16]}, {0: 0.77}), "name": "small"}]
     judge(rows, ["tess", "turev"])
     assert "(gains under 3 pt; a tie within the seed spread)" in _verdict(rows[1], rows[0], RULE)
+
+
+def test_stored_cv_seeds_are_given_back_whole_or_not_at_all():
+    from emotion_core.research.crosscorpus import measured_seeds
+
+    folds = [{"fold": 1, "ua": 0.7, "wa": 0.7, "macro_f1": 0.7}, {"fold": 2, "ua": 0.8, "wa": 0.8, "macro_f1": 0.8}]
+    old_one_seed = {"cv": {"per_fold": folds, "per_seed": [{"seed": 0, "ua": 0.75, "wa": 0.75}]}}
+    assert measured_seeds(old_one_seed) == {0: {"seed": 0, "ua": 0.75, "wa": 0.75, "per_fold": folds}}
+    old_three_seeds = {"cv": {"per_fold": folds, "per_seed": [{"seed": s, "ua": 0.75, "wa": 0.75} for s in range(3)]}}
+    assert measured_seeds(old_three_seeds) == {}  # only their average folds were kept
+    kept = {"cv": {"per_seed": [{"seed": s, "ua": 0.75, "wa": 0.75, "per_fold": folds} for s in (0, 2)]}}
+    assert list(measured_seeds(kept)) == [0, 2] and measured_seeds({"cv": {}}) == {}
