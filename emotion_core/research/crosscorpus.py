@@ -176,7 +176,7 @@ def _cv(cfg: ExperimentConfig, cv_seeds: list[int], corpora: dict[str, pd.DataFr
     if not cv_seeds:
         return {}, []
     manifest = pd.concat([corpora[c] for c in training_corpora(cfg)], ignore_index=True)
-    ordered = [clips[c] for c in manifest["clip_id"]] if clips else []  # none when every seed is reused
+    ordered = [clips[c] for c in manifest["clip_id"]]
     fold_sources = [sources[c] for c in manifest["clip_id"]] if sources is not None else None
     per_seed, cost = [], []
     for seed in cv_seeds:
@@ -194,13 +194,19 @@ def _cv(cfg: ExperimentConfig, cv_seeds: list[int], corpora: dict[str, pd.DataFr
         log(f"  {cfg.name} seed {seed}: RAVDESS CV UA {summary['ua_mean']:.3f} ± {summary['ua_std']:.3f}")
         cost += [{"cv_fold": f.fold, "seed": seed, "best_epoch": f.adaptation.best_epoch, "seconds": f.adaptation.seconds}
                  for f in folds if f.adaptation is not None]
+    return over_seeds(per_seed), cost
+
+
+def over_seeds(per_seed: list[dict]) -> dict:
+    """A recipe's CV row from its seeds' means and folds: UA/WA means over seeds, the ± over folds of the
+    seed-averaged folds, and the seeds themselves."""
     per_fold = [{"fold": fold["fold"], **{m: float(np.mean([s["per_fold"][i][m] for s in per_seed]))
                                          for m in ("ua", "wa", "macro_f1")}}
                 for i, fold in enumerate(per_seed[0]["per_fold"])]
     uas = [f["ua"] for f in per_fold]
     return {"ua_mean": float(np.mean(uas)), "ua_std": float(np.std(uas)),
             "wa_mean": float(np.mean([s["wa"] for s in per_seed])), "per_fold": per_fold, "per_seed": per_seed,
-            "seed_std": float(np.std([s["ua"] for s in per_seed]))}, cost
+            "seed_std": float(np.std([s["ua"] for s in per_seed]))}
 
 
 def measured_seeds(row: dict) -> dict[int, dict]:
@@ -369,8 +375,8 @@ def _features(cache: EmbeddingCache, union: pd.DataFrame, base: ExperimentConfig
 
 def judge(rows: list[dict], held_out: list[str]) -> list[str]:
     """Apply the rule to measured recipes (`rows[0]` the baseline), in place: each row's leave-one-corpus-out
-    mean and its seed spread; each candidate's gain, CV change (on the seeds both were measured with) and
-    `adopt`. Returns the held-out corpora the baseline could be scored on (the mean is over these)."""
+    mean and its seed spread; each candidate's gain, CV change (on the seeds both were measured with), the
+    parts of the rule it fails (`fails`) and `adopt`. Returns the held-out corpora the baseline could be scored on (the mean is over these)."""
     comparable = [h for h in held_out if h in rows[0]["loco"]]
     for row in rows:
         row["loco_mean"] = float(np.mean([row["loco"][h]["ua_mean"] for h in comparable])) if comparable else None
@@ -385,11 +391,15 @@ def judge(rows: list[dict], held_out: list[str]) -> list[str]:
         paired = [s["ua"] - baseline_cv[s["seed"]] for s in row["cv"].get("per_seed", []) if s["seed"] in baseline_cv]
         row["loco_gain"] = gain
         if not row["cv"]:  # its CV not measured yet: undecided, never adopted
-            row.update(cv_change=None, cv_change_seed_std=None, adopt=False)
+            row.update(cv_change=None, cv_change_seed_std=None, fails=None, adopt=False)
             continue
         row["cv_change"] = float(np.mean(paired)) if paired else row["cv"]["ua_mean"] - rows[0]["cv"]["ua_mean"]
         row["cv_change_seed_std"] = float(np.std(paired)) if len(paired) > 1 else None
-        row["adopt"] = bool(gain >= ADOPT_LOCO_GAIN and gain > spread and -row["cv_change"] <= MAX_CV_LOSS)
+        # the parts of the rule it fails ("tie" only names a gain the seed spread swallows, not a loss)
+        row["fails"] = [part for part, failed in (("gain", gain < ADOPT_LOCO_GAIN), ("tie", gain <= spread),
+                                                  ("cv_loss", -row["cv_change"] > MAX_CV_LOSS))
+                        if failed and not (part == "tie" and gain <= 0)]
+        row["adopt"] = not row["fails"]
     rows[0]["adopt"] = False
     return comparable
 
@@ -428,8 +438,7 @@ def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
                 measured: dict[int, dict] | None = None) -> dict:
         # in a function of its own: the clips it trained on are let go before another front end's are read
         if cv_only and set(cv_seeds) <= set(measured or {}):  # every seed stored: nothing to load
-            return {"cv_seeds": cv_seeds, "cv": _cv(cfg, cv_seeds, corpora, {}, memo, log, measured=measured)[0],
-                    "cv_cost": []}
+            return {"cv_seeds": cv_seeds, "cv": over_seeds([measured[seed] for seed in cv_seeds]), "cv_cost": []}
         own_cache, own_clips, _, own_sources = features_of(cfg)
         clips = with_copies(cfg, own_cache, corpora, own_clips)
         if cv_only:

@@ -302,19 +302,19 @@ def crosscorpus_tables(report: dict) -> list[str]:
 
 
 def _verdict(r: dict, baseline: dict, rule: dict) -> str:
-    """One candidate's line under the adoption rule, naming the part of the rule a rejected one fails."""
-    spread = max(r["loco_mean_seed_std"], baseline["loco_mean_seed_std"])
+    """One candidate's line under the adoption rule, naming the parts of the rule a rejected one fails (`fails`,
+    set by `crosscorpus.judge`)."""
     head = (f"* {r['name']}: mean {r['loco_gain'] * 100:+.1f} pt (seed spread ± {r['loco_mean_seed_std'] * 100:.1f} pt, "
             f"baseline's ± {baseline['loco_mean_seed_std'] * 100:.1f} pt), ")
     if r["cv_change"] is None:
         return head + "RAVDESS CV not measured yet (`cv_seeds: []`) → **undecided**." + _adapting(r)
-    fails = [*([f"gains under {rule['loco_gain'] * 100:.0f} pt"] if r["loco_gain"] < rule["loco_gain"] else []),
-             *(["a tie within the seed spread"] if 0 < r["loco_gain"] <= spread else []),
-             *([f"the CV loses more than {rule['max_cv_loss'] * 100:.0f} pt"] if -r["cv_change"] > rule["max_cv_loss"] else [])]
+    said = {"gain": f"gains under {rule['loco_gain'] * 100:.0f} pt", "tie": "a tie within the seed spread",
+            "cv_loss": f"the CV loses more than {rule['max_cv_loss'] * 100:.0f} pt"}
+    fails = [said[part] for part in r["fails"]]
     return (head + f"RAVDESS CV {r['cv_change'] * 100:+.2f} pt"
             + (f" (± {r['cv_change_seed_std'] * 100:.1f} pt over seeds)" if r.get("cv_change_seed_std") is not None else "")
             + f" → **{'passes: adopt it as the served recipe' if r['adopt'] else 'not adopted'}**"
-            + (f" ({'; '.join(fails)})" if fails and not r["adopt"] else "") + "." + _adapting(r))
+            + (f" ({'; '.join(fails)})" if fails else "") + "." + _adapting(r))
 
 
 def _adapting(recipe: dict) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from emotion_core.research.crosscorpus import CrossCorpusSpec, judge, run
+from emotion_core.research.crosscorpus import CrossCorpusSpec, judge, measured_seeds, run
 
 
 def recipe(loco: dict[str, list[float]], cv: dict[int, float]) -> dict:
@@ -82,8 +82,6 @@ def test_a_rejected_candidate_is_told_which_part_of_the_rule_it_fails():
 
 
 def test_stored_cv_seeds_are_given_back_whole_or_not_at_all():
-    from emotion_core.research.crosscorpus import measured_seeds
-
     folds = [{"fold": 1, "ua": 0.7, "wa": 0.7, "macro_f1": 0.7}, {"fold": 2, "ua": 0.8, "wa": 0.8, "macro_f1": 0.8}]
     old_one_seed = {"cv": {"per_fold": folds, "per_seed": [{"seed": 0, "ua": 0.75, "wa": 0.75}]}}
     assert measured_seeds(old_one_seed) == {0: {"seed": 0, "ua": 0.75, "wa": 0.75, "per_fold": folds}}
