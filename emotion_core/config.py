@@ -167,6 +167,9 @@ class TrainConfig(_Section):
     #: Recording-condition augmentation (e.g. [babble-10db, telephone]): keys of `degrade.CONDITIONS`, each one
     #: more cached encoder pass, drawn per epoch like the speed copies.
     augment: list[str] = []
+    #: The corpora whose training clips get the copies above (e.g. [ravdess]: TESS and TurEV-DB are single words
+    #: already); None = every training corpus.
+    copy_corpora: list[str] | None = None
     #: Cross-validation only: heads per fold (each with its own validation actors and seed, logits
     #: averaged), measuring what an ensemble would add; the served model (`train`) is one head.
     ensemble: int = Field(1, ge=1)
@@ -221,7 +224,7 @@ def stable_hash(value: Any, length: int = 12) -> str:
 #: Settings added after results were stored, with the value that behaves exactly as before they existed: at
 #: that value they are left out of the fingerprint, so the stored results stay valid.
 FINGERPRINT_NEUTRAL: dict[tuple[str, str], Any] = {("train", "corpus_sampling"): "natural", ("train", "augment"): [],
-                                                    ("train", "excerpt_seconds"): [],
+                                                    ("train", "excerpt_seconds"): [], ("train", "copy_corpora"): None,
                                                     ("encoder", "level_dbfs"): None, ("encoder", "min_seconds"): 0.0}
 
 

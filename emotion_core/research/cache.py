@@ -157,16 +157,26 @@ class EmbeddingCache:
         """`clips` (the manifest's rows, pooled by `frame_pool`) with their training copies attached as
         variants: speed-perturbed (`train.speed_perturb`), degraded (`train.augment`, conditions of
         `degrade.CONDITIONS`) and word-length (`train.excerpt_seconds`), each encoded once where the cache lacks
-        it (one encoder pass per copy)."""
+        it (one encoder pass per copy). With `train.copy_corpora`, only the clips of those corpora get them."""
         if not (copies := training_copies(train)):
             return clips
+        if train.copy_corpora is None:
+            copied = np.arange(len(manifest))
+        else:
+            if unknown := sorted(set(train.copy_corpora) - set(manifest["corpus"])):
+                raise ValueError(f"train.copy_corpora {unknown}: the training clips' corpora are "
+                                 f"{sorted(set(manifest['corpus']))}")
+            copied = np.flatnonzero(manifest["corpus"].isin(train.copy_corpora).to_numpy())
+        part = manifest.iloc[copied]
         babble = babble_pool() if needs_babble(train) else ()
         per_copy = []
         for copy in copies:
-            self.build(manifest, progress=progress, babble=babble, **copy)
-            per_copy.append([c.pooled(frame_pool) for c in self.iter(manifest, **copy)])
-        return [replace(clip, variants=tuple(copies[i].pooled(clip.frame_pool, clip.mel_pool) for copies in per_copy))
-                for i, clip in enumerate(clips)]
+            self.build(part, progress=progress, babble=babble, **copy)
+            per_copy.append([c.pooled(frame_pool) for c in self.iter(part, **copy)])
+        out = list(clips)
+        for j, i in enumerate(copied):
+            out[i] = replace(clips[i], variants=tuple(v[j].pooled(clips[i].frame_pool, clips[i].mel_pool) for v in per_copy))
+        return out
 
     def load(self, manifest: pd.DataFrame, progress: bool = False, frame_pool: int = 1) -> list[ClipFeatures]:
         """Cached features for each manifest row, float16, pooled by `frame_pool` as they are read: the

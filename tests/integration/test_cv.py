@@ -262,3 +262,30 @@ def test_word_length_copies_meet_the_cache(tmp_path):
                        stats_only, cfg.train, progress=False).model.stats.linear.weight
     alone = fit([replace(c, variants=()) for c in clips], labels, stats_only, cfg.train, progress=False).model.stats.linear.weight
     assert torch.equal(with_copies, side_by_side) and not torch.allclose(with_copies, alone)
+
+
+def test_copies_only_of_the_named_corpora(tmp_path):
+    """train.copy_corpora: only those corpora's clips get the training copies (TESS' single words need no
+    word-length stretch); the others train as recorded, and their copies are never encoded."""
+    import pandas as pd
+
+    from emotion_core.config import load_config
+    from emotion_core.data import load_manifest
+    from emotion_core.data.corpora import CORPORA
+    from emotion_core.encoders import load_encoder
+    from emotion_core.front_end import FrontEnd
+    from emotion_core.research.cache import EmbeddingCache
+
+    cfg = load_config("smoke", ["train.excerpt_seconds=[0.5, 1.2]", "train.copy_corpora=[ravdess]"])
+    ravdess = load_manifest(cfg.data).groupby("emotion").head(1).head(3)
+    tess = CORPORA["tess"].read().groupby("emotion").head(1).head(2)
+    manifest = pd.concat([tess, ravdess], ignore_index=True)[["path", "clip_id", "corpus"]]
+    cache = EmbeddingCache(load_encoder(cfg.encoder.name, runtime="torch"), FrontEnd.of(cfg.encoder), root=tmp_path)
+    cache.build(manifest, progress=False)
+    clips = cache.attach_variants(manifest, cache.load(manifest, frame_pool=cfg.model.frame_pool), cfg.train,
+                                  cfg.model.frame_pool)
+    assert [len(c.variants) for c in clips] == [0, 0, 1, 1, 1]
+    assert len(list(tmp_path.glob("*-excerpt0.5-1.2s.npz"))) == 3
+    with pytest.raises(ValueError, match="copy_corpora"):
+        cache.attach_variants(manifest, clips, load_config("smoke", ["train.excerpt_seconds=[0.5, 1.2]",
+                                                                     "train.copy_corpora=[turev]"]).train, 1)
