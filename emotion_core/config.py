@@ -137,7 +137,9 @@ class ModelConfig(_Section):
     stats_layers: list[int] | None = [1, 2, 3, 4, 5, 6]
     #: "lr": fit the stats branch as a standardised logistic regression (C = stats_c) on the training
     #: clips after the CNN branches train, the logits then add; "sgd": train it jointly with the rest.
-    stats_fit: Literal["lr", "sgd"] = "lr"
+    #: "corpus_lr": "lr" learning as the CNN branches do from several corpora: each clip's softmax over its corpus'
+    #: classes, the corpora weighted as `train.corpus_sampling` draws them (with one corpus it is "lr").
+    stats_fit: Literal["lr", "corpus_lr", "sgd"] = "lr"
     stats_c: float = Field(0.03, gt=0)
 
 

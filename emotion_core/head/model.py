@@ -197,7 +197,7 @@ class HybridEmotionCNN(nn.Module):
         fused = (self.frames.out_dim if self.frames else 0) + (self.mel.out_dim if self.mel else 0)
         self.classifier = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(fused, NUM_EMOTIONS)) if fused else None
         self.stats = StatsBranch(num_layers, hidden_size, cfg) if cfg.use_stats_branch else None
-        #: Off while the CNN branches train when the stats branch is fit in closed form (stats_fit="lr").
+        #: Off while the CNN branches train when the stats branch is fit in closed form (stats_fit="lr", "corpus_lr").
         self.stats_enabled = True
 
     def forward(

@@ -88,12 +88,16 @@ def fit(
     )
     mel_rate = MEL_FRAME_RATE / model_cfg.mel_pool  # the prepared clips' log-mel frame rate
     max_mel = int(train_cfg.crop_seconds * mel_rate)
-    closed_form_stats = model.stats is not None and model_cfg.stats_fit == "lr"
+    closed_form_stats = model.stats is not None and model_cfg.stats_fit in ("lr", "corpus_lr")
+    # the closed-form fit learns from the corpora as the CNN branches do, or ("lr") as though they were one
+    stats_corpora = ({"label_masks": label_masks,
+                      "corpora": corpora if train_cfg.corpus_sampling == "balanced" else None}
+                     if model_cfg.stats_fit == "corpus_lr" else {})
     if closed_form_stats:
         model.stats_enabled = False
         model.stats.requires_grad_(False)
         if model.classifier is None:  # stats branch alone: nothing to train by gradient
-            _fit_stats_lr(model, clips, labels, model_cfg.stats_c, train_cfg.seed, stats_memo)
+            _fit_stats_lr(model, clips, labels, model_cfg.stats_c, train_cfg.seed, stats_memo, **stats_corpora)
             return TrainResult(model=model.eval(), best_epoch=0, history=[])
     y = torch.tensor(labels, dtype=torch.long)
 
@@ -137,7 +141,7 @@ def fit(
         best_epoch = len(history)
     model.eval()
     if closed_form_stats:
-        _fit_stats_lr(model, clips, labels, model_cfg.stats_c, train_cfg.seed, stats_memo)
+        _fit_stats_lr(model, clips, labels, model_cfg.stats_c, train_cfg.seed, stats_memo, **stats_corpora)
     return TrainResult(model=model, best_epoch=best_epoch, history=history)
 
 
@@ -173,18 +177,54 @@ def epoch_sampler(n: int, corpora: np.ndarray | None) -> Callable[[np.random.Gen
     return draw
 
 
+def corpus_weights(corpora: np.ndarray) -> np.ndarray:
+    """Per-row weights, mean 1, that give every corpus the same total: what `corpus_sampling="balanced"` draws."""
+    names, index, counts = np.unique(np.asarray(corpora), return_inverse=True, return_counts=True)
+    return len(corpora) / (len(names) * counts[index])
+
+
+def masked_logistic_regression(x: np.ndarray, labels: np.ndarray, masks: np.ndarray, weights: np.ndarray,
+                               c: float) -> tuple[np.ndarray, np.ndarray]:
+    """sklearn's multinomial LogisticRegression (L2, C, lbfgs) over all NUM_EMOTIONS classes, with each row's
+    softmax over the labels its mask allows (`masked_cross_entropy`) and the rows weighted: (coef, intercept)."""
+    xs, y = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)), torch.from_numpy(np.asarray(labels, np.int64))
+    allowed, w = torch.from_numpy(np.asarray(masks, bool)), torch.from_numpy(np.asarray(weights, np.float64))
+    coef = torch.zeros(NUM_EMOTIONS, xs.shape[1], dtype=torch.float64, requires_grad=True)
+    intercept = torch.zeros(NUM_EMOTIONS, dtype=torch.float64, requires_grad=True)
+    # sklearn's objective scaled by 1/Σw (the same minimiser): the mean weighted loss + ‖coef‖² / (2·C·Σw)
+    optimizer = torch.optim.LBFGS([coef, intercept], max_iter=3000, tolerance_grad=1e-6, tolerance_change=1e-10,
+                                  history_size=20, line_search_fn="strong_wolfe")
+
+    def objective() -> torch.Tensor:
+        optimizer.zero_grad()
+        logp = torch.log_softmax((xs @ coef.T + intercept).masked_fill(~allowed, float("-inf")), dim=-1)
+        loss = -(w * logp.gather(1, y[:, None])[:, 0]).sum() / w.sum() + (coef * coef).sum() / (2 * c * w.sum())
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(objective)
+    return coef.detach().numpy(), intercept.detach().numpy()
+
+
 @torch.inference_mode()
 def _fit_stats_lr(model: HybridEmotionCNN, clips: Sequence[ClipFeatures], labels: np.ndarray, c: float, seed: int,
-                  memo: dict | None = None) -> None:
+                  memo: dict | None = None, label_masks: np.ndarray | None = None,
+                  corpora: np.ndarray | None = None) -> None:
     """Fit the stats branch as StandardScaler + LogisticRegression on whole training clips (the linear
     probe, made part of the model) and switch it on: final logits = CNN logits + probe logits. A clip's training
-    copies (`ClipFeatures.variants`) are training clips with its label here too, as they are for the CNN branches."""
-    copied = [(copy, label) for clip, label in zip(clips, labels) for copy in clip.variants]
-    if copied:
-        clips, labels = [*clips, *(copy for copy, _ in copied)], np.concatenate([labels, [label for _, label in copied]])
+    copies (`ClipFeatures.variants`) are training clips with its label here too, as they are for the CNN branches.
+    With `label_masks` (not all true) each row's softmax is over its corpus' classes; with `corpora`, the
+    corpora weigh the same (`masked_logistic_regression`)."""
+    rows = np.concatenate([np.arange(len(clips)), [i for i, clip in enumerate(clips) for _ in clip.variants]]).astype(int)
+    clips = [*clips, *(copy for clip in clips for copy in clip.variants)]
+    labels = np.asarray(labels)[rows]
+    masks = None if label_masks is None or np.asarray(label_masks).all() else np.asarray(label_masks)[rows]
+    weights = None if corpora is None or len(set(corpora)) < 2 else corpus_weights(np.asarray(corpora)[rows])
     # Keyed by the clip objects themselves and everything the fit reads; the entry holds the clips, so their
     # ids cannot be reused by other objects while the memo lives.
-    key = (c, seed, tuple(model.stats.layers), tuple(map(id, clips)), labels.tobytes())
+    key = (c, seed, tuple(model.stats.layers), tuple(map(id, clips)), labels.tobytes(),
+           *(None if a is None else a.tobytes() for a in (masks, weights)))
     if memo is not None and key in memo:
         model.stats.set_logistic_regression(*memo[key][1])
         model.stats_enabled = True
@@ -192,11 +232,17 @@ def _fit_stats_lr(model: HybridEmotionCNN, clips: Sequence[ClipFeatures], labels
 
     x = np.stack([_clip_stats(model, clip, memo) for clip in clips]).astype(np.float64)
     scaler = StandardScaler().fit(x)
-    # BLAS gets the threads torch has: two 1-thread tuning workers each running a 2-thread BLAS oversubscribe the
-    # 2 cores, and the waiting threads spin (a 1.7 s fit took 14-21 s while the other worker trained).
-    with threadpool_limits(torch.get_num_threads()):
-        lr = LogisticRegression(C=c, max_iter=3000, random_state=seed).fit(scaler.transform(x), labels)
-    fitted = (scaler.mean_, np.where(scaler.var_ > 0, scaler.var_, 1.0), lr.coef_, lr.intercept_)
+    if masks is None and weights is None:
+        # BLAS gets the threads torch has: two 1-thread tuning workers each running a 2-thread BLAS oversubscribe
+        # the 2 cores, and the waiting threads spin (a 1.7 s fit took 14-21 s while the other worker trained).
+        with threadpool_limits(torch.get_num_threads()):
+            lr = LogisticRegression(C=c, max_iter=3000, random_state=seed).fit(scaler.transform(x), labels)
+        coef, intercept = lr.coef_, lr.intercept_
+    else:
+        coef, intercept = masked_logistic_regression(
+            scaler.transform(x), labels, np.ones((len(x), NUM_EMOTIONS), bool) if masks is None else masks,
+            np.ones(len(x)) if weights is None else weights, c)
+    fitted = (scaler.mean_, np.where(scaler.var_ > 0, scaler.var_, 1.0), coef, intercept)
     if memo is not None:
         memo[key] = (list(clips), fitted)
     model.stats.set_logistic_regression(*fitted)

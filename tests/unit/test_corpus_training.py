@@ -1,5 +1,6 @@
 """Training on several corpora: each corpus declares its labels (emotion_core/data/corpora.py), a clip's loss
-is a softmax over its corpus' labels only, and `balanced` sampling draws every corpus equally often."""
+is a softmax over its corpus' labels only, and `balanced` sampling draws every corpus equally often; the
+closed-form stats branch (`stats_fit="corpus_lr"`) learns the same way."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import torch
 from emotion_core.config import fingerprint, load_config
 from emotion_core.data.corpora import CORPORA, class_mask
 from emotion_core.labels import EMOTION_TO_INDEX, EMOTIONS
-from emotion_core.research.training import epoch_sampler, masked_cross_entropy
+from emotion_core.research.training import (corpus_weights, epoch_sampler, masked_cross_entropy,
+                                            masked_logistic_regression)
 
 
 def test_corpora_declare_their_labels_in_the_seed_order() -> None:
@@ -51,6 +53,43 @@ def test_balanced_sampling_draws_each_corpus_equally() -> None:
     assert len(set(order[corpora[order] == "tess"])) == drawn["tess"]  # no repeats where a corpus has enough
     natural = epoch_sampler(1000, None)(np.random.default_rng(0))
     assert sorted(natural) == list(range(1000))
+
+
+def _separable(n: int = 240, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Standardised 8-class features with overlapping classes (a real LR problem, not a separable one)."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 8
+    x = rng.normal(size=(8, 16))[labels] * 0.8 + rng.normal(size=(n, 16))
+    return (x - x.mean(0)) / x.std(0), labels
+
+
+def test_the_masked_fit_is_sklearns_logistic_regression_where_nothing_is_masked() -> None:
+    from sklearn.linear_model import LogisticRegression
+    x, y = _separable()
+    coef, intercept = masked_logistic_regression(x, y, np.ones((len(y), 8), bool), np.ones(len(y)), c=0.03)
+    reference = LogisticRegression(C=0.03, max_iter=3000, tol=1e-8).fit(x, y)
+    assert np.allclose(coef, reference.coef_, atol=1e-4) and np.allclose(intercept, reference.intercept_, atol=1e-4)
+
+
+def test_the_masked_fit_learns_nothing_from_a_label_the_corpus_lacks() -> None:
+    """A row whose corpus allows its own label only has zero loss: the fit is the one without it. A row of
+    weight 2 is the row twice; balanced weights give each corpus the same total."""
+    x, y = _separable()
+    everything = np.ones((len(y), 8), bool)
+    without = masked_logistic_regression(x[:200], y[:200], everything[:200], np.ones(200), c=0.03)
+    inert = everything.copy()
+    inert[200:] = np.eye(8, dtype=bool)[y[200:]]
+    with_inert = masked_logistic_regression(x, y, inert, np.ones(len(y)), c=0.03)
+    assert all(np.allclose(a, b, atol=1e-4) for a, b in zip(without, with_inert))
+    assert not np.allclose(without[0], masked_logistic_regression(x, y, everything, np.ones(len(y)), c=0.03)[0], atol=1e-3)
+
+    doubled = np.r_[x, x[:40]], np.r_[y, y[:40]]
+    weights = np.ones(len(y))
+    weights[:40] = 2
+    assert np.allclose(masked_logistic_regression(*doubled, np.ones((len(y) + 40, 8), bool), np.ones(len(y) + 40), c=0.03)[0],
+                       masked_logistic_regression(x, y, everything, weights, c=0.03)[0], atol=1e-4)
+    w = corpus_weights(np.array(["ravdess"] * 6 + ["tess"] * 2))
+    assert np.isclose(w.mean(), 1) and np.isclose(w[:6].sum(), w[6:].sum())
 
 
 def test_new_settings_at_their_neutral_value_keep_stored_fingerprints() -> None:
