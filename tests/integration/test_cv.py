@@ -289,3 +289,35 @@ def test_copies_only_of_the_named_corpora(tmp_path):
     with pytest.raises(ValueError, match="copy_corpora"):
         cache.attach_variants(manifest, clips, load_config("smoke", ["train.excerpt_seconds=[0.5, 1.2]",
                                                                      "train.copy_corpora=[turev]"]).train, 1)
+
+
+def test_the_stats_branch_learns_from_corpora_as_the_cnn_does(tmp_path):
+    """model.stats_fit=corpus_lr: with TESS beside RAVDESS the closed-form fit masks and balances (another fit
+    than `lr`); with one corpus it is `lr`, exactly."""
+    import pandas as pd
+    import torch
+
+    from emotion_core.config import load_config
+    from emotion_core.data import load_manifest
+    from emotion_core.data.corpora import CORPORA
+    from emotion_core.encoders import load_encoder
+    from emotion_core.front_end import FrontEnd
+    from emotion_core.research.cache import EmbeddingCache
+    from emotion_core.research.training import corpus_arguments, fit
+
+    cfg = load_config("smoke", ["train.corpus_sampling=balanced"])
+    ravdess = load_manifest(cfg.data).groupby("emotion").head(1)
+    manifest = pd.concat([ravdess, CORPORA["tess"].read().groupby("emotion").head(1)], ignore_index=True)
+    cache = EmbeddingCache(load_encoder(cfg.encoder.name, runtime="torch"), FrontEnd.of(cfg.encoder), root=tmp_path)
+    cache.build(manifest, progress=False)
+    clips, labels = cache.load(manifest, frame_pool=cfg.model.frame_pool), manifest["label"].to_numpy()
+    stats_only = {"use_frames_branch": False, "use_mel_branch": False}
+
+    def weight(stats_fit: str, rows: slice) -> torch.Tensor:
+        model_cfg = cfg.model.model_copy(update={**stats_only, "stats_fit": stats_fit})
+        return fit(clips[rows], labels[rows], model_cfg, cfg.train, progress=False,
+                   **corpus_arguments(manifest.iloc[rows])).model.stats.linear.weight
+
+    assert torch.equal(weight("corpus_lr", slice(0, len(ravdess))), weight("lr", slice(0, len(ravdess))))
+    masked, as_one = weight("corpus_lr", slice(None)), weight("lr", slice(None))
+    assert (masked - as_one).norm() > 0.01 * as_one.norm()
