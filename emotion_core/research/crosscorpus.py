@@ -390,15 +390,15 @@ def judge(rows: list[dict], held_out: list[str]) -> list[str]:
         # a costly candidate may be measured on fewer CV seeds: compared with the baseline on those
         paired = [s["ua"] - baseline_cv[s["seed"]] for s in row["cv"].get("per_seed", []) if s["seed"] in baseline_cv]
         row["loco_gain"] = gain
-        if not row["cv"]:  # its CV not measured yet: undecided, never adopted
-            row.update(cv_change=None, cv_change_seed_std=None, fails=None, adopt=False)
+        # the parts of the rule it fails ("tie" only names a gain the seed spread swallows, not a loss)
+        held_out_fails = [part for part, failed in (("gain", gain < ADOPT_LOCO_GAIN), ("tie", 0 < gain <= spread))
+                          if failed]
+        if not row["cv"]:  # its CV not measured yet: rejected if its held-out half fails, else undecided
+            row.update(cv_change=None, cv_change_seed_std=None, fails=held_out_fails or None, adopt=False)
             continue
         row["cv_change"] = float(np.mean(paired)) if paired else row["cv"]["ua_mean"] - rows[0]["cv"]["ua_mean"]
         row["cv_change_seed_std"] = float(np.std(paired)) if len(paired) > 1 else None
-        # the parts of the rule it fails ("tie" only names a gain the seed spread swallows, not a loss)
-        row["fails"] = [part for part, failed in (("gain", gain < ADOPT_LOCO_GAIN), ("tie", gain <= spread),
-                                                  ("cv_loss", -row["cv_change"] > MAX_CV_LOSS))
-                        if failed and not (part == "tie" and gain <= 0)]
+        row["fails"] = held_out_fails + (["cv_loss"] if -row["cv_change"] > MAX_CV_LOSS else [])
         row["adopt"] = not row["fails"]
     rows[0]["adopt"] = False
     return comparable

@@ -306,11 +306,12 @@ def _verdict(r: dict, baseline: dict, rule: dict) -> str:
     set by `crosscorpus.judge`)."""
     head = (f"* {r['name']}: mean {r['loco_gain'] * 100:+.1f} pt (seed spread ± {r['loco_mean_seed_std'] * 100:.1f} pt, "
             f"baseline's ± {baseline['loco_mean_seed_std'] * 100:.1f} pt), ")
-    if r["cv_change"] is None:
-        return head + "RAVDESS CV not measured yet (`cv_seeds: []`) → **undecided**." + _adapting(r)
     said = {"gain": f"gains under {rule['loco_gain'] * 100:.0f} pt", "tie": "a tie within the seed spread",
             "cv_loss": f"the CV loses more than {rule['max_cv_loss'] * 100:.0f} pt"}
-    fails = [said[part] for part in r["fails"]]
+    fails = [said[part] for part in r["fails"] or []]
+    if r["cv_change"] is None:  # a held-out half that fails needs no CV
+        return head + ("RAVDESS CV not measured (`cv_seeds: []`) → **not adopted** (" + "; ".join(fails) + ")."
+                       if fails else "RAVDESS CV not measured yet (`cv_seeds: []`) → **undecided**.") + _adapting(r)
     return (head + f"RAVDESS CV {r['cv_change'] * 100:+.2f} pt"
             + (f" (± {r['cv_change_seed_std'] * 100:.1f} pt over seeds)" if r.get("cv_change_seed_std") is not None else "")
             + f" → **{'passes: adopt it as the served recipe' if r['adopt'] else 'not adopted'}**"

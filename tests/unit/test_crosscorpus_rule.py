@@ -61,6 +61,15 @@ def test_a_candidate_whose_cv_is_not_measured_yet_is_undecided():
     assert spec.candidates[0].cv_seeds == []  # not the spec's seeds
 
 
+def test_a_candidate_whose_held_out_half_fails_needs_no_cv():
+    from emotion_core.research.reporting import _verdict
+
+    rows = [BASE, {**recipe({"tess": [0.40, 0.42], "turev": [0.18, 0.20]}, {0: 0.77}), "cv": {}, "name": "worse"}]
+    judge(rows, ["tess", "turev"])
+    assert rows[1]["fails"] == ["gain"] and not rows[1]["adopt"]
+    assert "**not adopted** (gains under 3 pt)" in _verdict(rows[1], rows[0], RULE)
+
+
 def test_a_candidate_with_another_pooling_is_refused_before_any_data_is_read():
     spec = CrossCorpusSpec(base="smoke", held_out=["tess"], seeds=[0],
                            candidates=[{"name": "finer log-mel", "set": ["model.mel_pool=1"]}])
