@@ -11,8 +11,12 @@ import torch
 from emotion_core.config import fingerprint, load_config
 from emotion_core.data.corpora import CORPORA, class_mask
 from emotion_core.labels import EMOTION_TO_INDEX, EMOTIONS
-from emotion_core.research.training import (corpus_weights, epoch_sampler, masked_cross_entropy,
-                                            masked_logistic_regression)
+from emotion_core.research.training import (
+    corpus_weights,
+    epoch_sampler,
+    masked_cross_entropy,
+    masked_logistic_regression,
+)
 
 
 def test_corpora_declare_their_labels_in_the_seed_order() -> None:
