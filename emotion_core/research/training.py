@@ -183,16 +183,12 @@ def corpus_weights(corpora: np.ndarray) -> np.ndarray:
     return len(corpora) / (len(names) * counts[index])
 
 
+@torch.inference_mode(False)  # called from the inference-mode stats fit: it needs autograd
+@torch.enable_grad()
 def masked_logistic_regression(x: np.ndarray, labels: np.ndarray, masks: np.ndarray, weights: np.ndarray,
                                c: float) -> tuple[np.ndarray, np.ndarray]:
     """sklearn's multinomial LogisticRegression (L2, C, lbfgs) over all NUM_EMOTIONS classes, with each row's
     softmax over the labels its mask allows (`masked_cross_entropy`) and the rows weighted: (coef, intercept)."""
-    with torch.inference_mode(False), torch.enable_grad():  # called from the inference-mode stats fit
-        return _masked_logistic_regression(x, labels, masks, weights, c)
-
-
-def _masked_logistic_regression(x: np.ndarray, labels: np.ndarray, masks: np.ndarray, weights: np.ndarray,
-                                c: float) -> tuple[np.ndarray, np.ndarray]:
     xs, y = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)), torch.from_numpy(np.asarray(labels, np.int64))
     allowed, w = torch.from_numpy(np.asarray(masks, bool)), torch.from_numpy(np.asarray(weights, np.float64))
     coef = torch.zeros(NUM_EMOTIONS, xs.shape[1], dtype=torch.float64, requires_grad=True)
