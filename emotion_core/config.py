@@ -172,6 +172,9 @@ class TrainConfig(_Section):
     #: The corpora whose training clips get the copies above (e.g. [ravdess]: TESS and TurEV-DB are single words
     #: already); None = every training corpus.
     copy_corpora: list[str] | None = None
+    #: With several corpora: each clip's loss is a softmax over the classes its corpus has (a corpus without
+    #: `calm` never teaches "not calm"); False: over all eight, so a corpus' missing classes count as absent.
+    mask_loss: bool = True
     #: Cross-validation only: heads per fold (each with its own validation actors and seed, logits
     #: averaged), measuring what an ensemble would add; the served model (`train`) is one head.
     ensemble: int = Field(1, ge=1)
@@ -227,6 +230,7 @@ def stable_hash(value: Any, length: int = 12) -> str:
 #: that value they are left out of the fingerprint, so the stored results stay valid.
 FINGERPRINT_NEUTRAL: dict[tuple[str, str], Any] = {("train", "corpus_sampling"): "natural", ("train", "augment"): [],
                                                     ("train", "excerpt_seconds"): [], ("train", "copy_corpora"): None,
+                                                    ("train", "mask_loss"): True,
                                                     ("encoder", "level_dbfs"): None, ("encoder", "min_seconds"): 0.0}
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import time
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence
@@ -25,7 +24,7 @@ from emotion_core.head.model import layer_statistics
 from emotion_core.heap import release_freed_heap
 from emotion_core.labels import NUM_EMOTIONS
 from emotion_core.research import metrics
-from emotion_core.research.training import masked_cross_entropy, set_seed
+from emotion_core.research.training import class_loss, set_seed
 
 
 @dataclass
@@ -91,15 +90,10 @@ def fit_top_layers(encoder_name: str, sources: Sequence[torch.Tensor], clips: Se
     release_freed_heap()  # each pass over the clips frees as much as it keeps; the holes would stay in RSS
     head = nn.Sequential(nn.Dropout(0.3), nn.Linear(init.shape[1], NUM_EMOTIONS))
     labels = np.asarray(labels)
-    counts = np.bincount(labels, minlength=NUM_EMOTIONS).astype(np.float32)
-    weights = torch.tensor(counts.sum() / (NUM_EMOTIONS * np.maximum(counts, 1)), dtype=torch.float32)
-    masks = None if label_masks is None or np.asarray(label_masks).all() else torch.from_numpy(np.asarray(label_masks))
-    loss_fn = (nn.CrossEntropyLoss(weight=weights, label_smoothing=train.label_smoothing) if masks is None else
-               functools.partial(masked_cross_entropy, weight=weights, smoothing=train.label_smoothing))
+    loss_fn = class_loss(labels, train, label_masks)
     optimizer = torch.optim.AdamW([{"params": head.parameters(), "lr": adapt.head_lr},
                                    {"params": [p for p in top.parameters() if p.requires_grad], "lr": adapt.lr}],
                                   weight_decay=train.weight_decay)
-    y = torch.tensor(labels, dtype=torch.long)  # a copy: the labels may be a read-only view of a frame
 
     def val_ua() -> float:
         top.eval(), head.eval()
@@ -116,7 +110,7 @@ def fit_top_layers(encoder_name: str, sources: Sequence[torch.Tensor], clips: Se
         for start in range(0, len(order), adapt.batch_size):
             idx = order[start : start + adapt.batch_size]
             logits = head(torch.stack([(features(sources[i], frozen[i]) - mean) / std for i in idx]))
-            loss = loss_fn(logits, y[idx]) if masks is None else loss_fn(logits, y[idx], masks[idx])
+            loss = loss_fn(logits, idx)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

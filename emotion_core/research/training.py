@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import functools
 import random
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -58,7 +57,8 @@ def fit(
     after `patience` epochs without improvement; without one, train all epochs and keep the last.
 
     `label_masks` [n, 8] bool: the labels each clip's corpus has (`data.corpora.class_mask`); a clip's loss
-    is a softmax over those only, so a corpus without `calm` never teaches "not calm". `corpora` [n]: each
+    is a softmax over those only (unless `train_cfg.mask_loss` is off), so a corpus without `calm` never teaches
+    "not calm". `corpora` [n]: each
     clip's corpus, for `train_cfg.corpus_sampling="balanced"`.
 
     `stats_memo`: a dict kept across calls on the same clip objects (a tuning study) so the closed-form
@@ -73,13 +73,7 @@ def fit(
     num_layers, _, hidden_size = clips[0].hidden.shape
     model = HybridEmotionCNN(num_layers, hidden_size, model_cfg)
     labels = np.asarray(labels)
-    # Inverse-frequency class weights: RAVDESS has half as many neutral clips, and UA weighs classes equally.
-    counts = np.bincount(labels, minlength=NUM_EMOTIONS).astype(np.float32)
-    weights = torch.tensor(counts.sum() / (NUM_EMOTIONS * np.maximum(counts, 1)), dtype=torch.float32)
-    loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=train_cfg.label_smoothing)
-    masks = None if label_masks is None or np.asarray(label_masks).all() else torch.from_numpy(np.asarray(label_masks))
-    if masks is not None:
-        loss_fn = functools.partial(masked_cross_entropy, weight=weights, smoothing=train_cfg.label_smoothing)
+    loss_fn = class_loss(labels, train_cfg, label_masks)
     draw = epoch_sampler(len(clips), corpora if train_cfg.corpus_sampling == "balanced" else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     steps_per_epoch = max(1, int(np.ceil(len(clips) / train_cfg.batch_size)))
@@ -113,7 +107,7 @@ def fit(
             batch = collate([clips[j] for j in idx], max_mel=max_mel, rng=rng, time_masks=train_cfg.time_masks,
                             mask_mel=int(train_cfg.time_mask_seconds * mel_rate))
             logits = batch.logits(model)
-            loss = loss_fn(logits, y[idx]) if masks is None else loss_fn(logits, y[idx], masks[idx])
+            loss = loss_fn(logits, idx)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -148,6 +142,23 @@ def fit(
 def corpus_arguments(manifest: pd.DataFrame) -> dict[str, np.ndarray]:
     """`fit`'s per-clip corpus inputs for the rows of `manifest`: the label masks and the corpus names."""
     return {"label_masks": class_mask(manifest["corpus"]), "corpora": manifest["corpus"].to_numpy()}
+
+
+def class_loss(labels: np.ndarray, train_cfg: TrainConfig,
+               label_masks: np.ndarray | None = None) -> Callable[[torch.Tensor, np.ndarray], torch.Tensor]:
+    """The training loss of a batch's `logits` and its `rows` (indices into `labels`): cross-entropy with
+    inverse-frequency class weights (RAVDESS has half as many neutral clips, and UA weighs classes equally)
+    and label smoothing; with `label_masks` and `train_cfg.mask_loss`, each row's softmax is over its
+    corpus' labels (`masked_cross_entropy`)."""
+    labels = np.asarray(labels)
+    counts = np.bincount(labels, minlength=NUM_EMOTIONS).astype(np.float32)
+    weights = torch.tensor(counts.sum() / (NUM_EMOTIONS * np.maximum(counts, 1)), dtype=torch.float32)
+    y = torch.tensor(labels, dtype=torch.long)
+    if not train_cfg.mask_loss or label_masks is None or np.asarray(label_masks).all():
+        unmasked = nn.CrossEntropyLoss(weight=weights, label_smoothing=train_cfg.label_smoothing)
+        return lambda logits, rows: unmasked(logits, y[rows])
+    masks = torch.from_numpy(np.asarray(label_masks))
+    return lambda logits, rows: masked_cross_entropy(logits, y[rows], masks[rows], weights, train_cfg.label_smoothing)
 
 
 def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor,

@@ -12,6 +12,7 @@ from emotion_core.config import fingerprint, load_config
 from emotion_core.data.corpora import CORPORA, class_mask
 from emotion_core.labels import EMOTION_TO_INDEX, EMOTIONS
 from emotion_core.research.training import (
+    class_loss,
     corpus_weights,
     epoch_sampler,
     masked_cross_entropy,
@@ -47,6 +48,24 @@ def test_masked_loss_never_teaches_a_label_the_corpus_lacks() -> None:
     four = logits.detach()[mask][None]
     expected = torch.nn.CrossEntropyLoss(label_smoothing=0.1)(four, torch.tensor([[*mask[0].nonzero()[:, 0]].index(target[0])]))
     assert torch.isclose(loss, expected, atol=1e-6)
+
+
+def test_the_training_loss_is_masked_unless_mask_loss_is_off() -> None:
+    """`class_loss` on rows of RAVDESS and TurEV-DB clips: masked by default; with `train.mask_loss=false`, the
+    plain 8-way cross-entropy with the same class weights, so a TurEV clip teaches "not fearful"."""
+    torch.manual_seed(0)
+    labels = np.array([EMOTION_TO_INDEX[e] for e in ("neutral", "fearful", "sad", "angry", "calm", "happy")])
+    masks = class_mask(["ravdess", "ravdess", "turev", "turev", "turev", "turev"])
+    logits, rows = torch.randn(4, 8, requires_grad=True), np.array([1, 2, 3, 5])
+    counts = np.bincount(labels, minlength=8)
+    weight = torch.tensor(counts.sum() / (8 * np.maximum(counts, 1)), dtype=torch.float32)
+    target = torch.from_numpy(labels[rows])
+    masked = class_loss(labels, load_config("default").train, masks)(logits, rows)
+    assert torch.isclose(masked, masked_cross_entropy(logits, target, torch.from_numpy(masks[rows]), weight, 0.1))
+    unmasked = class_loss(labels, load_config("default", ["train.mask_loss=false"]).train, masks)(logits, rows)
+    assert torch.isclose(unmasked, torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=0.1)(logits, target))
+    unmasked.backward()
+    assert logits.grad[1, EMOTION_TO_INDEX["fearful"]] > 0  # the TurEV clip pushes `fearful` down
 
 
 def test_balanced_sampling_draws_each_corpus_equally() -> None:
@@ -100,6 +119,8 @@ def test_new_settings_at_their_neutral_value_keep_stored_fingerprints() -> None:
     default = load_config("default")
     assert fingerprint(default) == fingerprint(load_config("default", ["train.corpus_sampling=natural"]))
     assert fingerprint(default) != fingerprint(load_config("default", ["train.corpus_sampling=balanced"]))
+    assert fingerprint(default) == fingerprint(load_config("default", ["train.mask_loss=true"]))
+    assert fingerprint(default) != fingerprint(load_config("default", ["train.mask_loss=false"]))
 
 
 @pytest.mark.parametrize("name", sorted(CORPORA))
