@@ -175,10 +175,9 @@ each test clip is standardised with the mean/std of k *other* clips of its speak
 def model_card(cfg, registered: dict) -> str:
     """A Markdown model card for the registered version, from the config's reports (CV if present)."""
     out = reports_dir(cfg)
-    quality = "No cross-validation report for this config: run `python -m pipelines.crossval` first."
+    r, quality = served_report(out / "cv.json", cfg, "make crossval")
     confusions = ""
-    if (out / "cv.json").exists():
-        r = json.loads((out / "cv.json").read_text())
+    if r is not None:
         h, p, c = r["head"], r["probe"], r["calibration"]
         quality = (f"6-fold actor-held-out CV (EmoBox folds): UA {_pm(h['ua_mean'], h['ua_std'])}, "
                    f"WA {_pm(h['wa_mean'], h['wa_std'])}, macro-F1 {h['macro_f1_mean']:.3f}; linear-probe baseline "
@@ -202,9 +201,9 @@ def model_card(cfg, registered: dict) -> str:
     unseen = "No cross-corpus report for this config: run `make crosscorpus`."
     if (out / "crosscorpus.json").exists():
         unseen = crosscorpus_card(json.loads((out / "crosscorpus.json").read_text()), cfg)
-    conditions = "No robustness report for this config: run `make robustness`."
-    if (out / "robustness.json").exists():
-        conditions = robustness_card(json.loads((out / "robustness.json").read_text()))
+    robustness, conditions = served_report(out / "robustness.json", cfg, "make robustness")
+    if robustness is not None:
+        conditions = robustness_card(robustness)
     return f"""# Model card — `{registered['name']}` v{registered['version']} (@{registered['alias']})
 
 **What it does.** Classifies the emotion of a speech recording into 8 classes ({', '.join(EMOTIONS)}) and maps
@@ -231,6 +230,18 @@ categories, not the speaker's felt state. Do not use it to make decisions about 
 **Licence.** Code MIT; the training data is CC BY-NC-SA 4.0, so these weights are for **non-commercial** use
 and share-alike.
 """
+
+
+def served_report(path: Path, cfg, command: str) -> tuple[dict | None, str]:
+    """The report at `path` if it measured the served recipe (its fingerprint is the config's), else None and the
+    sentence the model card says instead: a report of another recipe describes another model."""
+    if not path.exists():
+        return None, f"No `{path.name}` for this config: run `{command}`."
+    report = json.loads(path.read_text())
+    if report.get("fingerprint") != fingerprint(cfg):
+        return None, (f"`{path.name}` measured another recipe (fingerprint {report.get('fingerprint')}, this one "
+                      f"{fingerprint(cfg)}): run `{command}`.")
+    return report, ""
 
 
 def robustness_card(report: dict) -> str:
@@ -373,7 +384,9 @@ def crosscorpus_markdown(report: dict) -> str:
 
 def crosscorpus_card(report: dict, cfg) -> str:
     """The model card's cross-corpus paragraph: the served recipe's row, and where it fails, in numbers."""
-    row = next((r for r in report["recipes"] if r["fingerprint"] == fingerprint(cfg)), report["recipes"][0])
+    row = next((r for r in report["recipes"] if r["fingerprint"] == fingerprint(cfg)), None)
+    if row is None:
+        return f"`crosscorpus.json` has no row of this recipe (fingerprint {fingerprint(cfg)}): run `make crosscorpus`."
     cells = [f"{h} {_pct(c['ua_mean'], c['ua_std'])} UA (chance {1 / len(report['corpora'][h]['classes']):.0%}, "
              f"trained on {' + '.join(c['trained_on'])})" for h, c in row["loco"].items()]
     worst = min(row["loco"].items(), key=lambda hc: hc[1]["ua_mean"])
