@@ -138,7 +138,8 @@ class ModelConfig(_Section):
     #: "lr": fit the stats branch as a standardised logistic regression (C = stats_c) on the training
     #: clips after the CNN branches train, the logits then add; "sgd": train it jointly with the rest.
     #: "corpus_lr": "lr" learning as the CNN branches do from several corpora: each clip's softmax over its corpus'
-    #: classes, the corpora weighted as `train.corpus_sampling` draws them (with one corpus it is "lr").
+    #: classes (as `train.mask_loss`), the corpora weighted as `train.corpus_sampling` draws them (with one corpus
+    #: it is "lr").
     stats_fit: Literal["lr", "corpus_lr", "sgd"] = "lr"
     stats_c: float = Field(0.03, gt=0)
 
@@ -173,7 +174,8 @@ class TrainConfig(_Section):
     #: already); None = every training corpus.
     copy_corpora: list[str] | None = None
     #: With several corpora: each clip's loss is a softmax over the classes its corpus has (a corpus without
-    #: `calm` never teaches "not calm"); False: over all eight, so a corpus' missing classes count as absent.
+    #: `calm` never teaches "not calm"); False: over all eight, so a corpus' missing classes count as absent
+    #: (the CNN branches, the adaptation, and `model.stats_fit="corpus_lr"`).
     mask_loss: bool = True
     #: Cross-validation only: heads per fold (each with its own validation actors and seed, logits
     #: averaged), measuring what an ensemble would add; the served model (`train`) is one head.

@@ -84,7 +84,7 @@ def fit(
     max_mel = int(train_cfg.crop_seconds * mel_rate)
     closed_form_stats = model.stats is not None and model_cfg.stats_fit in ("lr", "corpus_lr")
     # the closed-form fit learns from the corpora as the CNN branches do, or ("lr") as though they were one
-    stats_corpora = ({"label_masks": label_masks,
+    stats_corpora = ({"label_masks": label_masks if train_cfg.mask_loss else None,
                       "corpora": corpora if train_cfg.corpus_sampling == "balanced" else None}
                      if model_cfg.stats_fit == "corpus_lr" else {})
     if closed_form_stats:

@@ -293,7 +293,7 @@ def test_copies_only_of_the_named_corpora(tmp_path):
 
 def test_the_stats_branch_learns_from_corpora_as_the_cnn_does(tmp_path):
     """model.stats_fit=corpus_lr: with TESS beside RAVDESS the closed-form fit masks and balances (another fit
-    than `lr`); with one corpus it is `lr`, exactly."""
+    than `lr`), with train.mask_loss=false it only balances (a third fit); with one corpus it is `lr`, exactly."""
     import pandas as pd
     import torch
 
@@ -313,11 +313,13 @@ def test_the_stats_branch_learns_from_corpora_as_the_cnn_does(tmp_path):
     clips, labels = cache.load(manifest, frame_pool=cfg.model.frame_pool), manifest["label"].to_numpy()
     stats_only = {"use_frames_branch": False, "use_mel_branch": False}
 
-    def weight(stats_fit: str, rows: slice) -> torch.Tensor:
+    def weight(stats_fit: str, rows: slice, train=cfg.train) -> torch.Tensor:
         model_cfg = cfg.model.model_copy(update={**stats_only, "stats_fit": stats_fit})
-        return fit(clips[rows], labels[rows], model_cfg, cfg.train, progress=False,
+        return fit(clips[rows], labels[rows], model_cfg, train, progress=False,
                    **corpus_arguments(manifest.iloc[rows])).model.stats.linear.weight
 
     assert torch.equal(weight("corpus_lr", slice(0, len(ravdess))), weight("lr", slice(0, len(ravdess))))
     masked, as_one = weight("corpus_lr", slice(None)), weight("lr", slice(None))
     assert (masked - as_one).norm() > 0.01 * as_one.norm()
+    balanced = weight("corpus_lr", slice(None), cfg.train.model_copy(update={"mask_loss": False}))
+    assert min((balanced - masked).norm(), (balanced - as_one).norm()) > 0.01 * as_one.norm()
