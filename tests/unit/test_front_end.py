@@ -63,7 +63,7 @@ def test_identity_when_off_and_in_old_fingerprints():
     cfg = ExperimentConfig(encoder=off)
     settings = cfg.model_dump(exclude={"name"})
     del settings["encoder"]["level_dbfs"], settings["encoder"]["min_seconds"], settings["adapt"]
-    for key in ("corpus_sampling", "augment", "excerpt_seconds", "copy_corpora"):
+    for key in ("corpus_sampling", "augment", "excerpt_seconds", "copy_corpora", "mask_loss"):
         del settings["train"][key]
     assert fingerprint(cfg) == stable_hash(settings)
     assert fingerprint(cfg) != fingerprint(ExperimentConfig())
