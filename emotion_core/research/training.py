@@ -58,8 +58,7 @@ def fit(
 
     `label_masks` [n, 8] bool: the labels each clip's corpus has (`data.corpora.class_mask`); a clip's loss
     is a softmax over those only (unless `train_cfg.mask_loss` is off), so a corpus without `calm` never teaches
-    "not calm". `corpora` [n]: each
-    clip's corpus, for `train_cfg.corpus_sampling="balanced"`.
+    "not calm". `corpora` [n]: each clip's corpus, for `train_cfg.corpus_sampling="balanced"`.
 
     `stats_memo`: a dict kept across calls on the same clip objects (a tuning study) so the closed-form
     stats branch, which depends only on its training rows, C and layers, is fit once per fold, not per
