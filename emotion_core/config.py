@@ -106,7 +106,7 @@ class DataConfig(_Section):
     test_folds: list[int] = []
     #: Extra corpora that only ever train (never validate or test), from `emotion_core.data.corpora.CORPORA`:
     #: `tess`, `turev` ($EMOTION_DATA_DIR/<name>).
-    extra_train: list[Literal["tess", "turev"]] = []
+    extra_train: list[Literal["tess", "turev"]] = ["tess", "turev"]
 
 
 class EncoderConfig(_Section):
@@ -140,7 +140,7 @@ class ModelConfig(_Section):
     #: "corpus_lr": "lr" learning as the CNN branches do from several corpora: each clip's softmax over its corpus'
     #: classes (as `train.mask_loss`), the corpora weighted as `train.corpus_sampling` draws them (with one corpus
     #: it is "lr").
-    stats_fit: Literal["lr", "corpus_lr", "sgd"] = "lr"
+    stats_fit: Literal["lr", "corpus_lr", "sgd"] = "corpus_lr"
     stats_c: float = Field(0.03, gt=0)
 
 
@@ -166,7 +166,7 @@ class TrainConfig(_Section):
     #: Word-length copies ([shortest, longest] seconds, e.g. [0.5, 1.2]; [] = none): one more cached encoder
     #: pass, of a stretch of each clip's speech that long (`audio.speech_excerpt`), drawn per epoch like the
     #: speed copies. Sentences alone teach the head that a single word sounds `fearful`.
-    excerpt_seconds: list[float] = []
+    excerpt_seconds: list[float] = [0.5, 1.2]
     #: Recording-condition augmentation (e.g. [babble-10db, telephone]): keys of `degrade.CONDITIONS`, each one
     #: more cached encoder pass, drawn per epoch like the speed copies.
     augment: list[str] = []
@@ -176,13 +176,13 @@ class TrainConfig(_Section):
     #: With several corpora: each clip's loss is a softmax over the classes its corpus has (a corpus without
     #: `calm` never teaches "not calm"); False: over all eight, so a corpus' missing classes count as absent
     #: (the CNN branches, the adaptation, and `model.stats_fit="corpus_lr"`).
-    mask_loss: bool = True
+    mask_loss: bool = False
     #: Cross-validation only: heads per fold (each with its own validation actors and seed, logits
     #: averaged), measuring what an ensemble would add; the served model (`train`) is one head.
     ensemble: int = Field(1, ge=1)
     #: With several corpora in training: `natural` draws every clip once per epoch; `balanced` draws each
     #: corpus equally often (the small ones oversampled), the epoch keeping its size.
-    corpus_sampling: Literal["natural", "balanced"] = "natural"
+    corpus_sampling: Literal["natural", "balanced"] = "balanced"
     num_threads: int | None = None
 
     @field_validator("excerpt_seconds")

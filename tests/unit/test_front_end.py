@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emotion_core.config import EncoderConfig, ExperimentConfig, fingerprint, stable_hash
+from emotion_core.config import EncoderConfig, ExperimentConfig, TrainConfig, fingerprint, stable_hash
 from emotion_core.features import SAMPLE_RATE
 from emotion_core.front_end import PEAK_CEILING, FrontEnd, speech_level_dbfs
 from tests.unit.test_vad_windows import hiss, joined, voiced
@@ -60,7 +60,7 @@ def test_identity_when_off_and_in_old_fingerprints():
     assert np.array_equal(FrontEnd()(clip), clip)
     assert FrontEnd.of(EncoderConfig()).key == "level-26-min4s"  # the served recipe hears through it
     # results stored before the front end existed stay valid: with it off the fingerprint is the old one
-    cfg = ExperimentConfig(encoder=off)
+    cfg = ExperimentConfig(encoder=off, train=TrainConfig(excerpt_seconds=[], corpus_sampling="natural", mask_loss=True))
     settings = cfg.model_dump(exclude={"name"})
     del settings["encoder"]["level_dbfs"], settings["encoder"]["min_seconds"], settings["adapt"]
     for key in ("corpus_sampling", "augment", "excerpt_seconds", "copy_corpora", "mask_loss"):

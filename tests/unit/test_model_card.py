@@ -27,6 +27,6 @@ def test_a_report_of_another_recipe_or_none_is_not(tmp_path) -> None:
 
 
 def test_the_cross_corpus_paragraph_needs_the_served_recipes_row() -> None:
-    cfg = load_config("default", ["train.mask_loss=false"])  # a recipe no stored row has
+    cfg = load_config("default", ["train.label_smoothing=0.2"])  # a recipe no stored row has
     report = {"recipes": [{"fingerprint": fingerprint(load_config("default")), "name": "baseline", "loco": {}}]}
     assert crosscorpus_card(report, cfg).startswith("`crosscorpus.json` has no row of this recipe")
