@@ -103,7 +103,7 @@ def test_original_layout_matches_shared_manifest(ravdess, tmp_path):
     pd.testing.assert_frame_equal(scanned[fields], expected[fields], check_dtype=False)
     np.testing.assert_allclose(scanned["duration_s"], expected["duration_s"], atol=1e-3)
 
-    cfg = DataConfig(corpus="ravdess_original", path=str(tmp_path), actors=[2])
+    cfg = DataConfig(corpus="ravdess_original", path=str(tmp_path), actors=[2], extra_train=[])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         only_two = load_manifest(cfg)
@@ -114,18 +114,18 @@ def test_original_layout_matches_shared_manifest(ravdess, tmp_path):
 
 
 def test_actor_filter_and_stratified_cap(ravdess):
-    assert len(load_manifest(DataConfig(actors=[1, 2]))) == 120
+    assert len(load_manifest(DataConfig(actors=[1, 2], extra_train=[]))) == 120
     with pytest.raises(ValueError, match="none of data.actors"):
-        load_manifest(DataConfig(actors=[99]))
+        load_manifest(DataConfig(actors=[99], extra_train=[]))
 
-    capped = load_manifest(DataConfig(max_samples=80))
+    capped = load_manifest(DataConfig(max_samples=80, extra_train=[]))
     assert len(capped) == 80 and capped["clip_id"].is_unique
     counts = capped["emotion"].value_counts()
     for emotion in EMOTIONS:
         share = 80 * (ravdess["emotion"] == emotion).mean()
         assert np.floor(share) <= counts[emotion] <= np.ceil(share)
     assert capped["actor"].nunique() >= 20  # round-robin over actors within each emotion
-    again = load_manifest(DataConfig(max_samples=80))
+    again = load_manifest(DataConfig(max_samples=80, extra_train=[]))
     pd.testing.assert_frame_equal(capped, again)
     assert list(capped["clip_id"]) == list(capped.sort_values(["corpus", "speaker", "clip_id"])["clip_id"])
     other_seed = cap_samples(ravdess, 80, seed=1)
@@ -259,7 +259,7 @@ def test_hf_dataset_round_trip(ravdess, tmp_path, cache):
         n = min(len(a), len(b))
         assert abs(len(a) - len(b)) <= 2 and np.corrcoef(a[:n], b[:n])[0, 1] > 0.99
 
-    via_config = load_manifest(DataConfig(corpus="hf", path=str(src), hf_split="test"))
+    via_config = load_manifest(DataConfig(corpus="hf", path=str(src), hf_split="test", extra_train=[]))
     assert len(via_config) == len(rows) and all(p.startswith(str(cache)) for p in via_config["path"])
     with pytest.raises(KeyError, match="no split"):
         read_hf_dataset(src, "validation", out)
@@ -269,7 +269,7 @@ def test_hf_dataset_round_trip(ravdess, tmp_path, cache):
 
 
 def test_prepare_writes_manifest(cache):
-    cfg = ExperimentConfig(name="tiny", data=DataConfig(actors=[1, 2], max_samples=30))
+    cfg = ExperimentConfig(name="tiny", data=DataConfig(actors=[1, 2], max_samples=30, extra_train=[]))
     df, path = prepare(cfg)
     assert path == cache / "manifests" / "tiny.csv" and path.is_file()
     assert len(df) == 30
@@ -285,7 +285,8 @@ def test_prepare_pipeline_logs_to_mlflow(cache, tmp_path, monkeypatch, capsys):
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     (tmp_path / "mlruns").mkdir()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    assert main(["--set", "data.actors=[1,2,3]", "--set", "data.max_samples=40", "--set", "name=pipe"]) == 0
+    assert main(["--set", "data.actors=[1,2,3]", "--set", "data.max_samples=40", "--set", "data.extra_train=[]",
+                 "--set", "name=pipe"]) == 0
     printed = capsys.readouterr().out
     assert "per emotion" in printed and "per fold" in printed and "total duration" in printed
 
