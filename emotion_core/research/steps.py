@@ -101,7 +101,7 @@ def train(cfg: ExperimentConfig, progress: bool = True) -> dict[str, Any]:
         mlflow.log_params(tracking.flat_params(cfg))
         mlflow.log_params({
             "n_train": len(splits.train), "n_val": len(splits.val), "n_test": len(splits.test),
-            "train_actors": _actors(splits.train), "val_actors": _actors(splits.val), "test_actors": _actors(splits.test),
+            "train_actors": actors_of(splits.train), "val_actors": actors_of(splits.val), "test_actors": actors_of(splits.test),
         })
         result = fit(
             train_clips, splits.train["label"].to_numpy(), cfg.model, cfg.train,
@@ -161,8 +161,9 @@ def crossval(cfg: ExperimentConfig, progress: bool = True) -> dict[str, Any]:
     return cv.run(cfg, progress=progress, served_runtime_check=True)
 
 
-def _actors(df: pd.DataFrame) -> str:
-    return ",".join(str(a) for a in sorted(df["actor"].unique())) if len(df) else ""
+def actors_of(df: pd.DataFrame) -> str:
+    """The RAVDESS actors of a split, for the run's params; extra corpora's rows have none."""
+    return ",".join(str(a) for a in sorted(df["actor"].dropna().unique()))
 
 
 def latest_train_run(cfg: ExperimentConfig) -> str:

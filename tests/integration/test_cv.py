@@ -50,7 +50,7 @@ def test_fold_ensemble_and_extra_training_data(smoke_run, smoke_cfg):
     own validation actors); data.extra_train=[tess] only ever adds training rows."""
     from emotion_core.config import load_config
     from emotion_core.data import load_manifest, split_actors
-    from emotion_core.research import cv
+    from emotion_core.research import cv, steps
     from emotion_core.research.cache import EmbeddingCache
 
     cfg = load_config("smoke", ["train.epochs=1", "model.use_stats_branch=false"])
@@ -67,6 +67,9 @@ def test_fold_ensemble_and_extra_training_data(smoke_run, smoke_cfg):
     train, val, test = split_actors(extra, [1], cfg.data.train_split, 0)
     assert len(extra) == len(manifest) + 2800 and (train["corpus"] == "tess").sum() == 2800
     assert set(val["corpus"]) == set(test["corpus"]) == {"ravdess"}
+    # the train run's params name the RAVDESS actors of each side; TESS rows have none (make train crashed on them)
+    named = {int(a) for side in (train, val) for a in steps.actors_of(side).split(",")}
+    assert named == set(smoke_cfg.data.actors) - {1, 11} and steps.actors_of(test) == "1,11"
 
 
 def test_speed_perturbed_copies_meet_the_cache(tmp_path):
