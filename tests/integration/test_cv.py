@@ -83,7 +83,7 @@ def test_speed_perturbed_copies_meet_the_cache(tmp_path):
     from emotion_core.research.cache import EmbeddingCache
     from emotion_core.research.training import fit
 
-    cfg = load_config("smoke", ["train.epochs=1", "train.speed_perturb=[0.9, 1.1]"])
+    cfg = load_config("smoke", ["train.epochs=1", "train.speed_perturb=[0.9, 1.1]", "train.excerpt_seconds=[]"])
     manifest = load_manifest(cfg.data).groupby("emotion").head(2).reset_index(drop=True)  # 16 real clips
     unpadded = FrontEnd(level_dbfs=cfg.encoder.level_dbfs)  # padded to 4 s, every copy would be 4 s long
     cache = EmbeddingCache(load_encoder(cfg.encoder.name, runtime="torch"), unpadded, root=tmp_path)
@@ -207,7 +207,7 @@ def test_recording_condition_copies_meet_the_cache(tmp_path):
     from emotion_core.front_end import FrontEnd
     from emotion_core.research.cache import EmbeddingCache
 
-    cfg = load_config("smoke", ["train.augment=[babble-10db, telephone]"])
+    cfg = load_config("smoke", ["train.augment=[babble-10db, telephone]", "train.excerpt_seconds=[]"])
     manifest = load_manifest(cfg.data).groupby("emotion").head(1).reset_index(drop=True)  # 8 real clips
     cache = EmbeddingCache(load_encoder(cfg.encoder.name, runtime="torch"), FrontEnd.of(cfg.encoder), root=tmp_path)
     cache.build(manifest, progress=False)
@@ -308,7 +308,7 @@ def test_the_stats_branch_learns_from_corpora_as_the_cnn_does(tmp_path):
     from emotion_core.research.cache import EmbeddingCache
     from emotion_core.research.training import corpus_arguments, fit
 
-    cfg = load_config("smoke", ["train.corpus_sampling=balanced"])
+    cfg = load_config("smoke", ["train.corpus_sampling=balanced", "train.mask_loss=true"])
     ravdess = load_manifest(cfg.data).groupby("emotion").head(1)
     manifest = pd.concat([ravdess, CORPORA["tess"].read().groupby("emotion").head(1)], ignore_index=True)
     cache = EmbeddingCache(load_encoder(cfg.encoder.name, runtime="torch"), FrontEnd.of(cfg.encoder), root=tmp_path)
