@@ -133,7 +133,7 @@ class Predictor:
     def probabilities(self, audio: np.ndarray, segments: list[Segment] | None = None,
                       speaker: SpeakerProfile | None = None, voice: RunningProfile | None = None) -> np.ndarray:
         """Calibrated probabilities [8] for 16 kHz mono audio: the logits of the windows `windows.plan_windows`
-        picks (the whole clip up to 6 s; else voiced 4 s windows every 2 s), averaged, then / temperature.
+        picks (the whole clip up to 6 s; else 4 s windows every 2 s over the voice), averaged, then / temperature.
         Raises NoSpeechError when the VAD finds no speech (`segments`: its answer, if already known).
         With `speaker` (a profile from `enroll`), the speaker-normalised probe answers instead of the head.
         With `voice` (a running profile of the same speaker), the probe answers with its profile once it holds

@@ -1,10 +1,12 @@
 """Which stretches of a recording one prediction pools over.
 
 The head was trained on crops of at most 4 s of whole clips (RAVDESS clips are 3–5 s). A clip up to
-`SINGLE_PASS_SECONDS` is one pass on the whole clip, exactly as evaluated. Longer audio is cut into 4 s
-windows every 2 s; windows with less than `MIN_SPEECH_SECONDS` of voice activity are skipped (silence and
-noise would only dilute the answer), and the predictor averages the logits of the rest. At most
-`max_windows` are kept, evenly spread, so the work per request is bounded.
+`SINGLE_PASS_SECONDS` is one pass on the whole clip, exactly as evaluated. In longer audio the windows are
+laid over the voice, from its first voiced sample to its last: 4 s windows every 2 s, or one window centred
+on it when the voice is shorter than a window. Silence before or after the voice therefore cannot move the
+windows (nor add a half-silent one). Windows with less than `MIN_SPEECH_SECONDS` of voice activity (in a
+long pause) are skipped, as silence and noise would only dilute the answer, and the predictor averages the
+logits of the rest. At most `max_windows` are kept, evenly spread, so the work per request is bounded.
 """
 
 from __future__ import annotations
@@ -27,9 +29,14 @@ def plan_windows(num_samples: int, segments: list[Segment], max_windows: int = 4
     if num_samples <= SINGLE_PASS_SECONDS * SAMPLE_RATE:
         return [(0, num_samples)]
     size, step = int(window * SAMPLE_RATE), int(hop * SAMPLE_RATE)
-    starts = list(range(0, num_samples - size + 1, step))
-    if starts[-1] + size < num_samples:
-        starts.append(num_samples - size)  # the tail gets a window of its own
+    first = min(int(min(seg.start for seg in segments) * SAMPLE_RATE), num_samples) if segments else 0
+    last = min(int(max(seg.end for seg in segments) * SAMPLE_RATE), num_samples) if segments else num_samples
+    if last - first <= size:  # one window, centred on the voice
+        starts = [min(max((first + last - size) // 2, 0), num_samples - size)]
+    else:
+        starts = list(range(first, last - size + 1, step))
+        if starts[-1] + size < last:
+            starts.append(last - size)  # the voice's tail gets a window of its own
     speech = np.array([speech_seconds(segments, s / SAMPLE_RATE, (s + size) / SAMPLE_RATE) for s in starts])
     keep = np.flatnonzero(speech >= min(MIN_SPEECH_SECONDS, speech.max()))  # at least the most voiced one
     if speech.max() == 0:

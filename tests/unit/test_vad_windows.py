@@ -91,10 +91,23 @@ def test_plan_windows() -> None:
     speech = [Segment(10.0, 13.0)]
     windows = plan_windows(30 * sr, speech)
     assert all(b - a == 4 * sr for a, b in windows)
-    assert [a / sr for a, _ in windows] == [8.0, 10.0, 12.0]  # only windows with >= 1 s of speech
+    assert [a / sr for a, _ in windows] == [9.5]  # voice shorter than a window: one window centred on it
+    long = plan_windows(30 * sr, [Segment(5.0, 9.0), Segment(17.0, 22.0)])
+    assert [a / sr for a, _ in long] == [5.0, 7.0, 15.0, 17.0, 18.0]  # from the voice's start; the pause skipped
+    assert long[-1][1] == 22 * sr  # the voice's tail gets its own window
     assert len(plan_windows(600 * sr, [Segment(0, 600)], max_windows=10)) == 10
     tail = plan_windows(int(9.5 * sr), [Segment(0, 9.5)])
     assert tail[-1][1] == int(9.5 * sr)  # the tail gets its own window
+
+
+def test_silence_before_the_voice_does_not_move_its_windows() -> None:
+    sr = SAMPLE_RATE
+    speech = [Segment(0.9, 7.2), Segment(9.0, 15.5)]
+    plain = plan_windows(16 * sr, speech)
+    for pad in (0.5, 3.0, 20.0):  # a phone's pickup delay, a pause, a long wait
+        moved = [Segment(s.start + pad, s.end + pad) for s in speech]
+        shifted = [(a - int(pad * sr), b - int(pad * sr)) for a, b in plan_windows(int((16 + pad) * sr), moved)]
+        assert shifted == plain, pad
 
 
 def test_plan_windows_on_synthetic_speech_in_silence() -> None:
