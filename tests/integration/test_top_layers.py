@@ -92,7 +92,8 @@ def test_crossval_adapts_the_top_layer_per_fold(smoke_run):
     from emotion_core.research import cv
 
     frozen = load_config("smoke")
-    cfg = load_config("smoke", ["adapt.layers=1", "adapt.epochs=2", "adapt.patience=2"])
+    # adapted layers do not meet training copies yet (top_layer_fit.adapted_in_place): the served word-length copies off
+    cfg = load_config("smoke", ["adapt.layers=1", "adapt.epochs=2", "adapt.patience=2", "train.excerpt_seconds=[]"])
     assert fingerprint(frozen) != fingerprint(cfg)
     # at the frozen default the new section is not part of the fingerprint: results stored before it stay valid
     assert fingerprint(frozen) == fingerprint(load_config("smoke", ["adapt.mode=full"]))
