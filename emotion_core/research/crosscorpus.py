@@ -376,8 +376,9 @@ def _features(cache: EmbeddingCache, union: pd.DataFrame, base: ExperimentConfig
 def judge(rows: list[dict], held_out: list[str]) -> list[str]:
     """Apply the rule to measured recipes (`rows[0]` the baseline), in place: each row's leave-one-corpus-out
     mean and its seed spread; each candidate's gain, CV change (on the seeds both were measured with), the
-    parts of the rule it fails (`fails`) and `adopt`. Returns the held-out corpora the baseline could be scored on (the mean is over these)."""
-    comparable = [h for h in held_out if h in rows[0]["loco"]]
+    parts of the rule it fails (`fails`) and `adopt`. Returns the held-out corpora every row could be scored on
+    (the means are over these, so rows compare like with like: a RAVDESS-only recipe cannot hold RAVDESS out)."""
+    comparable = [h for h in held_out if all(h in row["loco"] for row in rows)]
     for row in rows:
         row["loco_mean"] = float(np.mean([row["loco"][h]["ua_mean"] for h in comparable])) if comparable else None
         # the seed spread of the mean: a gain within it is a tie, however large the rule's margin

@@ -27,6 +27,15 @@ def test_a_clear_gain_that_keeps_the_cv_is_adopted():
     assert rows[1]["adopt"] and not rows[0]["adopt"]
 
 
+def test_the_means_are_over_the_corpora_every_row_was_scored_on():
+    """A baseline trained on all three corpora is scored on RAVDESS too; a RAVDESS-only candidate cannot be."""
+    base = recipe({"tess": [0.46, 0.47], "turev": [0.28, 0.28], "ravdess": [0.30, 0.31]}, {0: 0.76, 1: 0.75})
+    rows = [base, recipe({"tess": [0.53, 0.54], "turev": [0.14, 0.15]}, {0: 0.765, 1: 0.76})]
+    assert judge(rows, ["tess", "turev", "ravdess"]) == ["tess", "turev"]
+    assert rows[0]["loco_mean"] == pytest.approx((0.465 + 0.28) / 2)
+    assert rows[1]["loco_gain"] == pytest.approx((0.535 + 0.145 - 0.465 - 0.28) / 2)
+
+
 def test_a_gain_within_the_seed_spread_is_a_tie():
     rows = [BASE, recipe({"tess": [0.48, 0.68], "turev": [0.14, 0.16]}, {0: 0.76, 1: 0.78, 2: 0.77})]
     judge(rows, ["tess", "turev"])
