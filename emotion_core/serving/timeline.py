@@ -9,6 +9,7 @@ from emotion_core.features import SAMPLE_RATE
 from emotion_core.labels import EMOTIONS, low_confidence_warning, music_mood
 from emotion_core.serving.predictor import MIN_SECONDS, Predictor
 from emotion_core.serving.schemas import Timeline, TimelineSegment
+from emotion_core.serving.windows import centred_start
 from emotion_core.vad import Segment, speech_segments
 
 
@@ -16,10 +17,10 @@ def segment_probabilities(predictor: Predictor, audio: np.ndarray, segment: Segm
     """Probabilities for one utterance of `audio`. Utterances shorter than the 0.3 s minimum are judged on
     0.3 s around their centre; long ones are pooled over windows like any recording."""
     a, b = int(segment.start * SAMPLE_RATE), int(segment.end * SAMPLE_RATE)
-    short = int(MIN_SECONDS * SAMPLE_RATE) - (b - a)
-    if short > 0:
-        a = max(0, min(a - short // 2, len(audio) - int(MIN_SECONDS * SAMPLE_RATE)))
-        b = min(len(audio), a + int(MIN_SECONDS * SAMPLE_RATE))
+    shortest = int(MIN_SECONDS * SAMPLE_RATE)
+    if b - a < shortest:
+        a = centred_start(a, b, shortest, len(audio))
+        b = min(len(audio), a + shortest)
     chunk = audio[a:b]
     # the whole chunk is the utterance: no second VAD pass
     return predictor.probabilities(chunk, segments=[Segment(0.0, len(chunk) / SAMPLE_RATE)])

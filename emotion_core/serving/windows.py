@@ -23,6 +23,11 @@ SINGLE_PASS_SECONDS = WINDOW_SECONDS + HOP_SECONDS
 MIN_SPEECH_SECONDS = 1.0  # a quarter of a window
 
 
+def centred_start(start: int, end: int, size: int, num_samples: int) -> int:
+    """Where a `size`-sample stretch centred on samples [start, end) begins, kept inside the recording."""
+    return max(0, min(start - (size - (end - start)) // 2, num_samples - size))
+
+
 def plan_windows(num_samples: int, segments: list[Segment], max_windows: int = 48,
                  window: float = WINDOW_SECONDS, hop: float = HOP_SECONDS) -> list[tuple[int, int]]:
     """[(start, end)] sample ranges to predict on; never empty for num_samples > 0."""
@@ -32,7 +37,7 @@ def plan_windows(num_samples: int, segments: list[Segment], max_windows: int = 4
     first = min(int(min(seg.start for seg in segments) * SAMPLE_RATE), num_samples) if segments else 0
     last = min(int(max(seg.end for seg in segments) * SAMPLE_RATE), num_samples) if segments else num_samples
     if last - first <= size:  # one window, centred on the voice
-        starts = [min(max((first + last - size) // 2, 0), num_samples - size)]
+        starts = [centred_start(first, last, size, num_samples)]
     else:
         starts = list(range(first, last - size + 1, step))
         if starts[-1] + size < last:
