@@ -219,10 +219,26 @@ def measured_seeds(row: dict) -> dict[int, dict]:
 
 
 def speaker_probe_of(df: pd.DataFrame, stats: dict[str, np.ndarray]) -> SpeakerProbe:
-    """The speaker-normalised probe fit on `df`'s speakers, as `make train` fits it on every RAVDESS actor. The
-    report scores argmax answers only, so no temperature is fit (the coefficients are the same)."""
+    """The speaker-normalised probe fit on `df`'s speakers, as `make train` fits it on every RAVDESS actor (with
+    several corpora in `df`, each weighs the same). The report scores argmax answers only, so no temperature is
+    fit (the coefficients are the same)."""
     return probe.fit_speaker_probe(np.stack([stats[c] for c in df["clip_id"]]), df["label"].to_numpy(),
-                                   df["speaker"].to_numpy(), calibration_folds=1)
+                                   df["speaker"].to_numpy(), calibration_folds=1, corpora=df["corpus"].to_numpy())
+
+
+#: The speakers the per-user calibration probe learns from: RAVDESS' actors, as `make train` ships it, or those
+#: and every other training corpus' speakers (measured beside it: the report's "every corpus" row).
+PROBE_VOICES = ("ravdess", "every corpus")
+
+
+def probe_training_rows(corpora: dict[str, pd.DataFrame], held: str, voices: str, fold: str | None = None) -> pd.DataFrame:
+    """The clips the speaker probe is fit on when `held` is scored: RAVDESS' actors (without `fold`'s when RAVDESS
+    is the one scored) and, for voices="every corpus", the speakers of every corpus but `held`."""
+    if voices not in PROBE_VOICES:
+        raise ValueError(f"voices={voices!r}: one of {PROBE_VOICES}")
+    ravdess = corpora["ravdess"] if fold is None else corpora["ravdess"][corpora["ravdess"]["fold"] != fold]
+    others = [df for name, df in corpora.items() if name not in ("ravdess", held)] if voices == "every corpus" else []
+    return pd.concat([ravdess, *others], ignore_index=True)
 
 
 def per_user_calibration(corpora: dict[str, pd.DataFrame], stats: dict[str, np.ndarray], held_out: list[str],
@@ -265,29 +281,35 @@ def _stream(probe_model: SpeakerProbe, df: pd.DataFrame, stats: dict[str, np.nda
 
 
 def adaptation_to_voices(corpora: dict[str, pd.DataFrame], stats: dict[str, np.ndarray], held_out: list[str],
-                         seeds: list[int], shipped: SpeakerProbe) -> dict[str, dict]:
-    """Adapting to a voice (`X-Speaker-Id`, `serving.adaptation`) on every held-out corpus: `shipped` (the probe
-    fit on every RAVDESS actor) on each held-out corpus, and on RAVDESS the probe of each CV fold's training
-    actors on its test actors; each speaker streamed once per seed. UA over the answers given after the first
-    ADAPT_MIN_CLIPS recordings of each speaker."""
+                         seeds: list[int], voices: str = "ravdess") -> dict[str, dict]:
+    """Adapting to a voice (`X-Speaker-Id`, `serving.adaptation`) on every held-out corpus: the probe fit on the
+    speakers `voices` names (`probe_training_rows`; "ravdess", every RAVDESS actor, is the one shipped) on each
+    held-out corpus, and on RAVDESS the probe of each CV fold's training actors on its test actors; each speaker
+    streamed once per seed. UA over the answers given after the first ADAPT_MIN_CLIPS recordings of each speaker."""
     def scored(model, df: pd.DataFrame, seed: int) -> dict:
         df = df.reset_index(drop=True)
         rows, logits = _stream(model, df, stats, np.random.default_rng(seed))
         return {"clips": len(rows), **score(df.iloc[rows], logits)}
 
+    def trained_on(rows: pd.DataFrame) -> list[str]:
+        return list(pd.unique(rows["corpus"]))
+
     out: dict[str, dict] = {}
     ravdess = corpora["ravdess"]
     for held in (h for h in held_out if h != "ravdess"):
-        per_seed = [{"seed": seed, **scored(shipped, corpora[held], seed)} for seed in seeds]
-        out[held] = {"trained_on": ["ravdess"], "per_seed": per_seed}
+        rows = probe_training_rows(corpora, held, voices)
+        model = speaker_probe_of(rows, stats)
+        per_seed = [{"seed": seed, **scored(model, corpora[held], seed)} for seed in seeds]
+        out[held] = {"trained_on": trained_on(rows), "per_seed": per_seed}
     if "ravdess" in held_out:  # in domain: the CV's folds, each probe from its training actors only
         folds = [f for f in EMOBOX_FOLDS if (ravdess["fold"] == f).any()]
-        models = {f: speaker_probe_of(ravdess[ravdess["fold"] != f], stats) for f in folds}
+        models = {f: speaker_probe_of(probe_training_rows(corpora, "ravdess", voices, f), stats) for f in folds}
         per_seed = []
         for seed in seeds:
             per_fold = [scored(models[f], ravdess[ravdess["fold"] == f], seed)["ua"] for f in folds]
             per_seed.append({"seed": seed, "ua": float(np.mean(per_fold)), "per_fold": per_fold})
-        out["ravdess"] = {"trained_on": ["ravdess (other folds' actors)"], "per_seed": per_seed,
+        others = trained_on(probe_training_rows(corpora, "ravdess", voices))[1:]
+        out["ravdess"] = {"trained_on": ["ravdess (other folds' actors)", *others], "per_seed": per_seed,
                           "fold_std": float(np.mean([np.std(s["per_fold"]) for s in per_seed]))}
     for row in out.values():
         uas = [s["ua"] for s in row["per_seed"]]
@@ -451,11 +473,12 @@ def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
     silent = no_speech_rates({h: corpora[h] for h in spec.held_out})
     reference = within_corpus(corpora, stats, spec.held_out)
     transfer = transfer_diagnosis(corpora, stats, spec.held_out)
-    calibrated, adapted = {}, {}
-    if "ravdess" in corpora:  # the speaker probe `make train` ships, fit once for both
-        shipped = speaker_probe_of(corpora["ravdess"], stats)
-        calibrated = per_user_calibration(corpora, stats, spec.held_out, shipped)
-        adapted = adaptation_to_voices(corpora, stats, spec.held_out, spec.seeds, shipped)
+    calibrated, adapted, adapted_every = {}, {}, {}
+    if "ravdess" in corpora:  # the speaker probe `make train` ships; beside it, one that hears every corpus
+        calibrated = per_user_calibration(corpora, stats, spec.held_out, speaker_probe_of(corpora["ravdess"], stats))
+        adapted = adaptation_to_voices(corpora, stats, spec.held_out, spec.seeds)
+        if len(corpora) > 1:
+            adapted_every = adaptation_to_voices(corpora, stats, spec.held_out, spec.seeds, "every corpus")
     tracking.setup("crosscorpus")
     rows = []
     stored = reports_dir(base) / "crosscorpus"
@@ -501,7 +524,8 @@ def run(spec: CrossCorpusSpec, progress: bool = True) -> dict:
               "corpora": {n: {"clips": len(df), "speakers": int(df["speaker"].nunique()), "language": CORPORA[n].language,
                               "classes": list(CORPORA[n].classes), "what": CORPORA[n].what,
                               **({"no_speech_rate": silent[n]} if n in silent else {})} for n, df in corpora.items()},
-              "recipes": rows, "within_corpus": reference, "transfer": transfer, "per_user_calibration": calibrated, "adaptation": adapted, "rule": {"loco_gain": ADOPT_LOCO_GAIN, "max_cv_loss": MAX_CV_LOSS},
+              "recipes": rows, "within_corpus": reference, "transfer": transfer, "per_user_calibration": calibrated, "adaptation": adapted,
+              **({"adaptation_every_corpus": adapted_every} if adapted_every else {}), "rule": {"loco_gain": ADOPT_LOCO_GAIN, "max_cv_loss": MAX_CV_LOSS},
               "seconds": round(time.perf_counter() - start, 1)}
     write(report, reports_dir(base))
     with mlflow.start_run(run_id=parent.info.run_id):

@@ -131,7 +131,8 @@ def train(cfg: ExperimentConfig, progress: bool = True) -> dict[str, Any]:
 
 def fit_speaker_probe_for(cfg: ExperimentConfig, cache: EmbeddingCache, splits: Splits) -> Any:
     """The optional per-user calibration (emotion_core/head/speaker.py), fit on every training-side corpus actor
-    (train + val; extra corpora without actors are left out). None with fewer than 2 actors."""
+    (train + val). The extra corpora's speakers are left out: `make crosscorpus` measures a probe fit on them too
+    (its "every training corpus" row) beside this one. None with fewer than 2 actors."""
 
     rows = pd.concat([splits.train, splits.val])
     rows = rows[rows["actor"].notna()]

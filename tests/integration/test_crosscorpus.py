@@ -76,7 +76,14 @@ def test_adapting_to_each_voice_is_scored_after_its_first_recordings(report: dic
         assert report["corpora"][held]["clips"] - speakers * ADAPT_MIN_CLIPS <= row["clips"] < report["corpora"][held]["clips"]
         assert row["ua"] == pytest.approx(sum(row["recall"].values()) / len(row["recall"]))
     assert len(adapted["ravdess"]["per_seed"][0]["per_fold"]) == 5  # the smoke actors fill 5 of the 6 folds
-    assert "adapted to the speaker after 10 recordings" in crosscorpus_readme_text(report)
+    # beside the shipped probe (RAVDESS actors), one fit on every corpus but the one it scores
+    every = report["adaptation_every_corpus"]
+    assert adapted["tess"]["trained_on"] == ["ravdess"] and every["tess"]["trained_on"] == ["ravdess", "turev"]
+    assert every["turev"]["trained_on"] == ["ravdess", "tess"]
+    assert every["ravdess"]["trained_on"] == ["ravdess (other folds' actors)", "tess", "turev"]
+    assert all(0.0 <= every[h]["ua_mean"] <= 1.0 for h in ("tess", "turev", "ravdess"))
+    block = crosscorpus_readme_text(report)
+    assert "adapted to the speaker after 10 recordings" in block and "every training corpus' speakers" in block
 
 
 def test_report_files_and_readme_block(report: dict, smoke_cfg) -> None:
