@@ -403,8 +403,8 @@ def crosscorpus_card(report: dict, cfg) -> str:
     if neutral:
         fails += "; it answers `neutral` to " + ", ".join(f"{v:.1%} of {h}'s clips" for h, v in neutral.items())
     return (f"Leave one corpus out ([crosscorpus.md](crosscorpus.md), recipe \"{row['name']}\"): " + "; ".join(cells)
-            + f"; RAVDESS CV {_pct(row['cv']['ua_mean'], row['cv']['ua_std'])}. {fails}. Spontaneous, noisy or "
-            "phone speech is not measured here and is expected to be worse still." + _adapted_sentence(report))
+            + f"; RAVDESS CV {_pct(row['cv']['ua_mean'], row['cv']['ua_std'])}. {fails}. Spontaneous speech is "
+            "not measured here and is expected to be worse still (noise and the phone band: Recording conditions)." + _adapted_sentence(report))
 
 
 def _adapted_sentence(report: dict) -> str:
